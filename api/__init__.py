@@ -1,0 +1,74 @@
+"""The moodtrack API: ``create_app()`` builds a ready WSGI app (gunicorn 'api:create_app()')."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.config import Settings, load_settings
+from api.db import close_db, make_engine, make_session_factory
+from api.errors import handle_any
+from api.logs import configure_logging, install_request_hooks
+from api.tokens import TokenService
+from models.passwords import Passwords
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once per app."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    tokens: TokenService
+    passwords: Passwords
+
+
+def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
+    """Build the app from ``config`` (Settings, or overrides of the environment's settings)."""
+    settings = config if isinstance(config, Settings) else load_settings()
+    if isinstance(config, dict):
+        settings = settings.with_overrides(**config)
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        RESTX_ERROR_404_HELP=False,
+        ERROR_INCLUDE_MESSAGE=False,
+        PROPAGATE_EXCEPTIONS=False,
+        TESTING=settings.testing,
+        JSON_SORT_KEYS=False,
+    )
+    engine = make_engine(settings.database_url)
+    app.extensions["moodtrack"] = Services(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        tokens=TokenService(settings),
+        passwords=Passwords(settings.argon2),
+    )
+    if settings.cors_origins:
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+            expose_headers=["ETag", "X-Request-ID", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
+        )
+
+    from api.meta import meta
+    from api.resources import build_api
+
+    app.register_blueprint(meta)
+    build_api(app)
+    app.register_error_handler(Exception, handle_any)
+    app.teardown_appcontext(close_db)
+    install_request_hooks(app)
+    return app

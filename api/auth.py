@@ -1,0 +1,98 @@
+"""Who is calling: bearer-token authentication and role checks for views."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from api.db import get_db
+from api.errors import ApiError, not_found, unauthorized
+from api.tokens import AccessClaims, TokenRejected
+from models.accounts import Role, User, load_principal
+from models.care import can_see_patient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of this request."""
+
+    user: User
+    claims: AccessClaims
+
+    @property
+    def role(self) -> Role:
+        """The caller's role."""
+        return self.user.role
+
+
+def _bearer_token() -> str:
+    if "access_token" in request.args or "token" in request.args:
+        # Tokens in URLs end up in logs and browser history; refuse them outright.
+        raise unauthorized("Send the token in the Authorization header, never in the URL.")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    return token.strip()
+
+
+def authenticate_request() -> Principal:
+    """Verify the bearer token and load its live user, once per request."""
+    if "principal" in g:
+        return g.principal
+    services = current_app.extensions["moodtrack"]
+    try:
+        claims = services.tokens.verify(_bearer_token())
+    except TokenRejected:
+        raise unauthorized() from None
+    user = load_principal(
+        db=get_db(), user_id=claims.user_id, family_id=claims.family_id, jti=claims.jti
+    )
+    if user is None:
+        raise unauthorized()
+    g.principal = Principal(user=user, claims=claims)
+    return g.principal
+
+
+def require_auth(*roles: Role) -> Callable[[F], F]:
+    """View decorator: a valid token, and one of ``roles`` when given (else 403)."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate_request()
+            if roles and principal.role not in roles:
+                raise ApiError(403, "Your role may not use this operation.", slug="forbidden")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_principal() -> Principal:
+    """The caller, for views behind ``require_auth``."""
+    return g.principal
+
+
+def resolve_patient_id(raw: str) -> uuid.UUID:
+    """Turn ``{patient_id}`` (a UUID or ``me``) into a patient the caller may see, else 404."""
+    principal = current_principal()
+    if raw == "me":
+        if principal.role != Role.patient:
+            raise not_found()
+        return principal.user.id
+    try:
+        patient_id = uuid.UUID(raw)
+    except ValueError:
+        raise not_found() from None
+    if not can_see_patient(db=get_db(), viewer=principal.user, patient_id=patient_id):
+        raise not_found()
+    return patient_id

@@ -1,0 +1,135 @@
+"""The ``moodtrack`` command: serve, db upgrade, users create."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+
+from api.config import ConfigError, Settings, load_settings
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic configured in code, so an installed package migrates without alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade_database(settings: Settings) -> None:
+    """Apply every migration to the configured database."""
+    command.upgrade(alembic_config(settings.database_url), "head")
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from api import create_app
+
+    upgrade_database(settings)
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    print(f"moodtrack serving on http://{args.host}:{args.port} (docs at /docs)", flush=True)
+    _Server().run()
+    return 0
+
+
+def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from api.db import make_engine, make_session_factory
+    from models.accounts import Role, create_user
+    from models.errors import DomainError
+    from models.passwords import Passwords
+
+    if not args.password_stdin:
+        print("--password-stdin is required: passwords never go on the command line.",
+              file=sys.stderr)
+        return 2
+    password = sys.stdin.readline().rstrip("\r\n")
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            user = create_user(
+                db=db,
+                passwords=Passwords(settings.argon2),
+                email=args.email,
+                password=password,
+                role=Role(args.role),
+                display_name=args.display_name or args.email.split("@")[0],
+                timezone=args.timezone,
+            )
+            db.commit()
+            print(f"created {args.role} {user.id}")
+    except DomainError as exc:
+        messages = getattr(exc, "errors", None) or {"error": [exc.detail]}
+        for field, problems in messages.items():
+            for problem in problems:
+                print(f"{field}: {problem}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="moodtrack", description="moodtrack API service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate the database, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=4)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply all migrations")
+
+    users = sub.add_parser("users", help="accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    create = users_sub.add_parser("create", help="create a clinician or admin")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", required=True, choices=["clinician", "admin"])
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of standard input")
+    create.add_argument("--display-name")
+    create.add_argument("--timezone", default="UTC")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "db":
+        upgrade_database(settings)
+        print("database is up to date")
+        return 0
+    if args.command == "users":
+        upgrade_database(settings)
+        return _create_user(settings, args)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Configuration from environment variables (each one is in the README's table)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from models.passwords import Argon2Params
+
+MIN_KEY_BYTES = 32
+DEFAULT_CRISIS_TEXT = (
+    "If you are thinking about harming yourself, call or text 988 (Suicide & Crisis "
+    "Lifeline, US) now. If you are in immediate danger, call 911. Entries in this app "
+    "are not monitored in real time."
+)
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a service that may start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from its environment, resolved once at start."""
+
+    env: str = "development"
+    database_url: str = ""
+    signing_keys: dict[str, bytes] = field(default_factory=dict)
+    active_kid: str = ""
+    issuer: str = "moodtrack"
+    audience: str = "moodtrack-api"
+    access_ttl: timedelta = timedelta(minutes=15)
+    refresh_ttl: timedelta = timedelta(days=30)
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    instance_path: Path = Path("instance")
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+    crisis_text: str = DEFAULT_CRISIS_TEXT
+    testing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (tests and the CLI use this)."""
+        return replace(self, **changes)
+
+
+def _parse_keys(spec: str) -> dict[str, bytes]:
+    """Parse ``kid=secret,kid2=secret2``; a secret may be ``base64:...``."""
+    keys: dict[str, bytes] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        kid, sep, secret = part.partition("=")
+        if not sep or not kid or not secret:
+            raise ConfigError("MOODTRACK_SIGNING_KEYS must look like 'kid=secret,kid2=secret2'")
+        raw = (
+            base64.b64decode(secret[len("base64:") :])
+            if secret.startswith("base64:")
+            else secret.encode()
+        )
+        if len(raw) < MIN_KEY_BYTES:
+            raise ConfigError(f"signing key {kid!r} is shorter than {MIN_KEY_BYTES} bytes")
+        keys[kid] = raw
+    return keys
+
+
+def _dev_key(instance_path: Path) -> dict[str, bytes]:
+    """A development signing key generated once and kept under instance/."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file = instance_path / "signing.key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48))
+        key_file.chmod(0o600)
+    return {"dev": key_file.read_text().strip().encode()}
+
+
+def _minutes(env: dict[str, str], name: str, default: timedelta) -> timedelta:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        minutes = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of minutes") from None
+    if minutes <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return timedelta(minutes=minutes)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from the environment; refuse an unsafe production setup."""
+    env = dict(os.environ if env is None else env)
+    mode = env.get("MOODTRACK_ENV", "development")
+    if mode not in {"development", "production"}:
+        raise ConfigError("MOODTRACK_ENV must be 'development' or 'production'")
+    instance_path = Path(env.get("MOODTRACK_INSTANCE_PATH", "instance")).resolve()
+    database_url = env.get("DATABASE_URL", "")
+    keys = _parse_keys(env.get("MOODTRACK_SIGNING_KEYS", ""))
+    if mode == "production":
+        if not database_url:
+            raise ConfigError("DATABASE_URL is required when MOODTRACK_ENV=production")
+        if not keys:
+            raise ConfigError("MOODTRACK_SIGNING_KEYS is required when MOODTRACK_ENV=production")
+    if not database_url:
+        instance_path.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{instance_path / 'moodtrack.db'}"
+    if not keys:
+        keys = _dev_key(instance_path)
+    active_kid = env.get("MOODTRACK_ACTIVE_KID") or next(iter(keys))
+    if active_kid not in keys:
+        raise ConfigError("MOODTRACK_ACTIVE_KID names no key in MOODTRACK_SIGNING_KEYS")
+    access_ttl = _minutes(env, "MOODTRACK_ACCESS_TOKEN_MINUTES", timedelta(minutes=15))
+    if access_ttl > timedelta(minutes=15):
+        raise ConfigError("MOODTRACK_ACCESS_TOKEN_MINUTES may be at most 15")
+    log_level = env.get("MOODTRACK_LOG_LEVEL", "INFO").upper()
+    if not isinstance(logging.getLevelName(log_level), int):
+        raise ConfigError("MOODTRACK_LOG_LEVEL must be a logging level name")
+    try:
+        argon2 = Argon2Params(
+            time_cost=int(env.get("MOODTRACK_ARGON2_TIME_COST", 3)),
+            memory_kib=int(env.get("MOODTRACK_ARGON2_MEMORY_KIB", 65536)),
+            parallelism=int(env.get("MOODTRACK_ARGON2_PARALLELISM", 4)),
+        )
+    except ValueError:
+        raise ConfigError("MOODTRACK_ARGON2_* must be whole numbers") from None
+    return Settings(
+        env=mode,
+        database_url=database_url,
+        signing_keys=keys,
+        active_kid=active_kid,
+        issuer=env.get("MOODTRACK_ISSUER", "moodtrack"),
+        audience=env.get("MOODTRACK_AUDIENCE", "moodtrack-api"),
+        access_ttl=access_ttl,
+        refresh_ttl=_minutes(env, "MOODTRACK_REFRESH_TOKEN_MINUTES", timedelta(days=30)),
+        cors_origins=tuple(
+            o.strip() for o in env.get("MOODTRACK_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
+        log_level=log_level,
+        instance_path=instance_path,
+        argon2=argon2,
+        crisis_text=env.get("MOODTRACK_CRISIS_TEXT", DEFAULT_CRISIS_TEXT),
+    )

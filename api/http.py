@@ -1,0 +1,169 @@
+"""Request and response plumbing shared by every view."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from flask import Response, current_app, request
+from marshmallow import Schema
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError, validation_error
+
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+def load_body(schema: Schema) -> dict[str, Any]:
+    """Parse and validate the JSON body: 415 wrong type, 400 malformed, 422 invalid."""
+    if request.mimetype not in JSON_TYPES:
+        raise ApiError(415, "Send the body as application/json.", slug="unsupported-media-type")
+    raw = request.get_data(cache=True)
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON.", slug="malformed-json") from None
+    if not isinstance(payload, dict):
+        raise validation_error({"_body": ["Expected a JSON object."]})
+    return schema.load(payload)
+
+
+def json_response(
+    data: Any,
+    status: int = 200,
+    *,
+    headers: Mapping[str, str] | None = None,
+    etag: str | None = None,
+) -> Response:
+    """A JSON response; ``etag`` is set verbatim (already quoted)."""
+    response = current_app.response_class(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+    )
+    if etag is not None:
+        response.headers["ETag"] = etag
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def empty_response(status: int = 204) -> Response:
+    """A response without a body."""
+    return current_app.response_class(status=status)
+
+
+def require_if_match(current_etag: str) -> None:
+    """Optimistic concurrency: 428 without If-Match, 412 when it names another version."""
+    header = request.headers.get("If-Match")
+    if not header:
+        raise ApiError(
+            428, "Send If-Match with the ETag you last read.", slug="precondition-required"
+        )
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    if "*" not in tags and current_etag not in tags:
+        raise ApiError(
+            412,
+            "The resource changed since you read it; fetch it again.",
+            slug="precondition-failed",
+        )
+
+
+def page_limit() -> int:
+    """``limit`` query parameter: default 50, 1 to 500, else 422."""
+    raw = request.args.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise validation_error({"limit": [f"Must be a whole number from 1 to {MAX_LIMIT}."]})
+    return int(raw)
+
+
+def encode_cursor(values: list[Any]) -> str:
+    """An opaque cursor for keyset paging."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(*, arity: int) -> list[Any] | None:
+    """The ``cursor`` query parameter, or None; 422 when it is not one we issued."""
+    raw = request.args.get("cursor")
+    if raw is None:
+        return None
+    try:
+        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != arity:
+        raise validation_error({"cursor": ["Not a cursor this API issued."]})
+    return values
+
+
+def _encode_key_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _decode_key_value(value: Any, kind: type) -> Any:
+    if kind is datetime:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("naive")
+        return parsed
+    if kind is uuid.UUID:
+        return uuid.UUID(value)
+    if not isinstance(value, kind):
+        raise TypeError(kind.__name__)
+    return value
+
+
+def keyset_page(
+    db: Session,
+    stmt: Select[Any],
+    *,
+    keys: tuple[ColumnElement[Any], ...],
+    key_of: Callable[[Any], tuple[Any, ...]],
+    descending: bool = True,
+) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` ordered by ``keys``, after the request's ``cursor``.
+
+    The cursor holds the last row's key values, so pages stay correct while rows are
+    inserted. ``stmt`` must already be ordered by ``keys`` in the given direction.
+    """
+    limit = page_limit()
+    raw = decode_cursor(arity=len(keys))
+    if raw is not None:
+        try:
+            after = [
+                _decode_key_value(v, k.type.python_type) for v, k in zip(raw, keys, strict=True)
+            ]
+        except (ValueError, TypeError, AttributeError):
+            raise validation_error({"cursor": ["Not a cursor this API issued."]}) from None
+        stmt = stmt.where(_after(keys, after, descending=descending))
+    rows = db.execute(stmt.limit(limit + 1)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([_encode_key_value(v) for v in key_of(rows[-1])])
+    return rows, next_cursor
+
+
+def _after(
+    keys: tuple[ColumnElement[Any], ...], values: list[Any], *, descending: bool
+) -> ColumnElement[bool]:
+    # (a, b) < (x, y) spelled out, so each comparison binds with its column's type.
+    first, rest = keys[0], keys[1:]
+    beyond = first < values[0] if descending else first > values[0]
+    if not rest:
+        return beyond
+    return or_(beyond, and_(first == values[0], _after(rest, values[1:], descending=descending)))

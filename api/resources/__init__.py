@@ -1,0 +1,38 @@
+"""flask-restx namespaces under /api/v1; routing only (schemas come from marshmallow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response
+from flask_restx import Api
+
+from api.errors import handle_any
+
+API_PREFIX = "/api/v1"
+
+
+class ProblemApi(Api):
+    """flask-restx with its error body replaced by our problem+json (see stack.md)."""
+
+    def handle_error(self, e: Exception) -> Response:
+        return handle_any(e)
+
+    def _help_on_404(self, message: Any = None) -> Any:
+        return message
+
+
+def build_api(app: Flask) -> Api:
+    """Register every namespace on the app."""
+    from api.resources import accounts, care, patients
+
+    api = ProblemApi(
+        app,
+        prefix=API_PREFIX,
+        doc=False,
+        add_specs=False,
+        catch_all_404s=False,
+    )
+    for namespace in (accounts.auth_ns, accounts.me_ns, accounts.users_ns, care.ns, patients.ns):
+        api.add_namespace(namespace)
+    return api

@@ -1,0 +1,224 @@
+"""Register, log in, rotate and revoke tokens; one's own profile; staff accounts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, current_app
+from flask_restx import Namespace, Resource
+
+from api.auth import current_principal, require_auth
+from api.db import get_db
+from api.errors import not_found
+from api.http import empty_response, json_response, load_body, require_if_match
+from models.accounts import (
+    Role,
+    User,
+    authenticate,
+    change_password,
+    create_user,
+    revoke_access_token,
+    revoke_family,
+    rotate_refresh_token,
+    start_session,
+)
+from models.base import utcnow
+from schemas.accounts import (
+    LoginIn,
+    MeUpdate,
+    PasswordChangeIn,
+    RefreshIn,
+    RegisterIn,
+    TokenPairOut,
+    UserCreateIn,
+    UserOut,
+    UserUpdate,
+)
+
+auth_ns = Namespace("auth", path="/auth", description="Sign-up and tokens")
+me_ns = Namespace("me", path="/me", description="The caller's own account")
+users_ns = Namespace("users", path="/users", description="Staff accounts (admin)")
+
+_register_in, _login_in, _refresh_in = RegisterIn(), LoginIn(), RefreshIn()
+_token_out, _user_out = TokenPairOut(), UserOut()
+_me_update, _password_in = MeUpdate(), PasswordChangeIn()
+_user_create_in, _user_update = UserCreateIn(), UserUpdate()
+
+
+def _services() -> Any:
+    return current_app.extensions["moodtrack"]
+
+
+def user_view(user: User) -> dict[str, Any]:
+    """A user as UserOut renders it."""
+    return _user_out.dump(
+        {
+            "id": user.id,
+            "email": user.email,
+            "role": user.role.value,
+            "display_name": user.display_name,
+            "timezone": user.timezone,
+            "created_at": user.created_at,
+            "disabled": user.disabled_at is not None,
+        }
+    )
+
+
+def _token_pair(user: User, family_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
+    tokens = _services().tokens
+    access = tokens.issue(user_id=user.id, role=user.role.value, family_id=family_id, now=utcnow())
+    return _token_out.dump(
+        {
+            "access_token": access,
+            "refresh_token": refresh_token,
+            "token_type": "Bearer",
+            "expires_in": int(tokens.ttl.total_seconds()),
+        }
+    )
+
+
+@auth_ns.route("/register")
+class Register(Resource):
+    def post(self) -> Response:
+        """Create a patient account."""
+        data = load_body(_register_in)
+        db = get_db()
+        user = create_user(db=db, passwords=_services().passwords, role=Role.patient, **data)
+        db.commit()
+        return json_response(user_view(user), 201, etag=user.etag)
+
+
+@auth_ns.route("/login")
+class Login(Resource):
+    def post(self) -> Response:
+        """Exchange email and password for a token pair."""
+        data = load_body(_login_in)
+        db = get_db()
+        services = _services()
+        user = authenticate(
+            db=db, passwords=services.passwords, now=utcnow(), **data
+        )
+        family, refresh = start_session(db=db, user=user, refresh_ttl=services.settings.refresh_ttl)
+        db.commit()
+        return json_response(_token_pair(user, family.id, refresh))
+
+
+@auth_ns.route("/refresh")
+class Refresh(Resource):
+    def post(self) -> Response:
+        """Rotate a refresh token: a new pair, the old token dead."""
+        data = load_body(_refresh_in)
+        db = get_db()
+        user, family, refresh = rotate_refresh_token(
+            db=db,
+            raw_token=data["refresh_token"],
+            now=utcnow(),
+            refresh_ttl=_services().settings.refresh_ttl,
+        )
+        db.commit()
+        return json_response(_token_pair(user, family.id, refresh))
+
+
+@auth_ns.route("/logout")
+class Logout(Resource):
+    @require_auth()
+    def post(self) -> Response:
+        """End this session: its refresh family and this access token."""
+        principal = current_principal()
+        db = get_db()
+        now = utcnow()
+        revoke_family(db=db, family_id=principal.claims.family_id, now=now)
+        revoke_access_token(
+            db=db, jti=principal.claims.jti, expires_at=principal.claims.expires_at
+        )
+        db.commit()
+        return empty_response()
+
+
+@me_ns.route("")
+class Me(Resource):
+    @require_auth()
+    def get(self) -> Response:
+        """The caller's profile."""
+        user = current_principal().user
+        return json_response(user_view(user), etag=user.etag)
+
+    @require_auth()
+    def patch(self) -> Response:
+        """Change display name or time zone (If-Match required)."""
+        user = current_principal().user
+        require_if_match(user.etag)
+        data = load_body(_me_update)
+        for key, value in data.items():
+            setattr(user, key, value)
+        db = get_db()
+        db.commit()
+        return json_response(user_view(user), etag=user.etag)
+
+
+@me_ns.route("/password")
+class MyPassword(Resource):
+    @require_auth()
+    def post(self) -> Response:
+        """Change password; every other session of the caller ends."""
+        principal = current_principal()
+        data = load_body(_password_in)
+        db = get_db()
+        change_password(
+            db=db,
+            passwords=_services().passwords,
+            user=principal.user,
+            keep_family_id=principal.claims.family_id,
+            now=utcnow(),
+            **data,
+        )
+        db.commit()
+        return empty_response()
+
+
+@users_ns.route("")
+class Users(Resource):
+    @require_auth(Role.admin)
+    def post(self) -> Response:
+        """Create a clinician or admin account."""
+        data = load_body(_user_create_in)
+        db = get_db()
+        user = create_user(
+            db=db, passwords=_services().passwords, **{**data, "role": Role(data["role"])}
+        )
+        db.commit()
+        return json_response(user_view(user), 201, etag=user.etag)
+
+
+def _user_or_404(user_id: str) -> User:
+    try:
+        user = get_db().get(User, uuid.UUID(user_id))
+    except ValueError:
+        user = None
+    if user is None:
+        raise not_found()
+    return user
+
+
+@users_ns.route("/<user_id>")
+class UserItem(Resource):
+    @require_auth(Role.admin)
+    def get(self, user_id: str) -> Response:
+        """One account."""
+        user = _user_or_404(user_id)
+        return json_response(user_view(user), etag=user.etag)
+
+    @require_auth(Role.admin)
+    def patch(self, user_id: str) -> Response:
+        """Disable or re-enable an account; a disabled user's tokens fail at once."""
+        user = _user_or_404(user_id)
+        require_if_match(user.etag)
+        data = load_body(_user_update)
+        if data["disabled"] and user.disabled_at is None:
+            user.disabled_at = utcnow()
+        elif not data["disabled"]:
+            user.disabled_at = None
+        db = get_db()
+        db.commit()
+        return json_response(user_view(user), etag=user.etag)

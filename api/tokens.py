@@ -1,0 +1,95 @@
+"""Access tokens: short-lived JWTs signed with a key chosen by ``kid`` from a fixed ring."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+
+from api.config import Settings
+
+ALGORITHM = "HS256"  # pinned: the header's alg is never trusted
+ACCESS_TYPE = "access"
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "sid"]
+
+
+class TokenRejected(Exception):
+    """The token is not one this service issued and still honours."""
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """What a verified access token says."""
+
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    jti: str
+    role: str
+    expires_at: datetime
+
+
+class TokenService:
+    """Issues and verifies access tokens against the configured key ring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._keys = dict(settings.signing_keys)
+        self._active_kid = settings.active_kid
+        self._issuer = settings.issuer
+        self._audience = settings.audience
+        self.ttl = settings.access_ttl
+
+    def issue(self, *, user_id: uuid.UUID, role: str, family_id: uuid.UUID, now: datetime) -> str:
+        """A signed access token for one session of one user."""
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(user_id),
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + self.ttl).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "typ": ACCESS_TYPE,
+            "sid": str(family_id),
+            "role": role,
+        }
+        return jwt.encode(
+            claims,
+            self._keys[self._active_kid],
+            algorithm=ALGORITHM,
+            headers={"kid": self._active_kid},
+        )
+
+    def verify(self, token: str) -> AccessClaims:
+        """Check signature, algorithm, key id, times, issuer, audience and type."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenRejected("malformed") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or kid not in self._keys:
+            raise TokenRejected("unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                self._keys[kid],
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+            )
+        except jwt.PyJWTError:
+            raise TokenRejected("invalid") from None
+        if claims.get("typ") != ACCESS_TYPE:
+            raise TokenRejected("not an access token")
+        try:
+            return AccessClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                family_id=uuid.UUID(claims["sid"]),
+                jti=str(claims["jti"]),
+                role=str(claims.get("role", "")),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        except (ValueError, TypeError, AttributeError):
+            raise TokenRejected("invalid claims") from None

@@ -1,0 +1,1 @@
+"""Alembic migrations (run by ``moodtrack db upgrade``)."""

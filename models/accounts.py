@@ -1,0 +1,330 @@
+"""Accounts, sessions (refresh-token families) and the actions on them."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    delete,
+    exists,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, utcnow, uuid_pk
+from models.errors import Conflict, InvalidCredentials, RuleViolation, TooManyAttempts
+from models.passwords import Passwords, password_problems
+
+# Consecutive failures before an account cools down, and the first cool-down.
+LOCKOUT_THRESHOLD = 10
+LOCKOUT_BASE_SECONDS = 30
+LOCKOUT_MAX_SECONDS = 3600
+BAD_LOGIN = "Email or password is incorrect."
+
+
+class Role(enum.StrEnum):
+    """Who a user is to the service."""
+
+    patient = "patient"
+    clinician = "clinician"
+    admin = "admin"
+
+
+class User(Base):
+    """A person with a login: patient, clinician or admin."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased email: uniqueness and lookup are case-insensitive.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, name="user_role", native_enum=False, length=16))
+    display_name: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(default=1)
+    disabled_at: Mapped[datetime | None]
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def etag(self) -> str:
+        """Strong entity tag of the current version."""
+        return f'"{self.version}"'
+
+
+class TokenFamily(Base):
+    """One login session: the chain of refresh tokens rotated from one login."""
+
+    __tablename__ = "token_families"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_token_families_user_id", "user_id"),)
+
+
+class RefreshToken(Base):
+    """A refresh token, stored only as its SHA-256 digest."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("token_families.id", ondelete="CASCADE")
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    rotated_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_refresh_tokens_family_id", "family_id"),)
+
+
+class RevokedAccessToken(Base):
+    """An access token revoked before its expiry (logout)."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive form emails are compared by."""
+    return email.strip().lower()
+
+
+def _hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode("ascii", "replace")).hexdigest()
+
+
+def create_user(
+    *,
+    db: Session,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    role: Role,
+    display_name: str,
+    timezone: str,
+) -> User:
+    """Create an account after checking the password policy; 409 when the email is taken."""
+    problems = password_problems(password, email=email)
+    if problems:
+        raise RuleViolation({"password": problems})
+    user = User(
+        email=email.strip(),
+        email_key=email_key(email),
+        role=role,
+        display_name=display_name,
+        timezone=timezone,
+        password_hash=passwords.hash(password),
+    )
+    db.add(user)
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError:
+        raise Conflict("An account with this email already exists.") from None
+    return user
+
+
+def authenticate(
+    *, db: Session, passwords: Passwords, email: str, password: str, now: datetime
+) -> User:
+    """Check a login; count failures in the database so every worker sees the same count.
+
+    Commits the failure counter before raising, so a rejected attempt is never rolled back.
+    """
+    user = db.scalars(select(User).where(User.email_key == email_key(email))).one_or_none()
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        wait = max(1, int((user.locked_until - now).total_seconds() + 0.999))
+        raise TooManyAttempts(
+            "Too many failed logins for this account; try again later.",
+            retry_after_seconds=wait,
+        )
+    ok = passwords.verify(user.password_hash if user else None, password)
+    if user is None or not ok or user.disabled_at is not None:
+        if user is not None:
+            _record_failed_login(db=db, user=user, now=now)
+        raise InvalidCredentials(BAD_LOGIN)
+    if user.failed_logins or user.locked_until:
+        user.failed_logins = 0
+        user.locked_until = None
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    return user
+
+
+def _record_failed_login(*, db: Session, user: User, now: datetime) -> None:
+    # An atomic increment: two workers failing at once both count.
+    failures = db.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    if failures >= LOCKOUT_THRESHOLD:
+        delay = min(LOCKOUT_BASE_SECONDS * 2 ** (failures - LOCKOUT_THRESHOLD), LOCKOUT_MAX_SECONDS)
+        db.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(locked_until=now + timedelta(seconds=delay))
+            .execution_options(synchronize_session=False)
+        )
+    db.commit()
+
+
+def start_session(*, db: Session, user: User, refresh_ttl: timedelta) -> tuple[TokenFamily, str]:
+    """Open a token family for a fresh login and issue its first refresh token."""
+    family = TokenFamily(user_id=user.id)
+    db.add(family)
+    db.flush()
+    return family, _issue_refresh_token(db=db, family=family, refresh_ttl=refresh_ttl)
+
+
+def _issue_refresh_token(*, db: Session, family: TokenFamily, refresh_ttl: timedelta) -> str:
+    raw = secrets.token_urlsafe(32)
+    db.add(
+        RefreshToken(
+            family_id=family.id,
+            token_hash=_hash_token(raw),
+            expires_at=utcnow() + refresh_ttl,
+        )
+    )
+    return raw
+
+
+def rotate_refresh_token(
+    *, db: Session, raw_token: str, now: datetime, refresh_ttl: timedelta
+) -> tuple[User, TokenFamily, str]:
+    """Trade a live refresh token for a new one in the same family.
+
+    A token that was already rotated means it leaked (or a client replayed it): the
+    whole family is revoked and committed before the 401, so the thief's copy dies too.
+    """
+    row = db.execute(
+        select(RefreshToken, TokenFamily, User)
+        .join(TokenFamily, TokenFamily.id == RefreshToken.family_id)
+        .join(User, User.id == TokenFamily.user_id)
+        .where(RefreshToken.token_hash == _hash_token(raw_token))
+    ).one_or_none()
+    if row is None:
+        raise InvalidCredentials("The refresh token is invalid.")
+    token, family, user = row
+    if family.revoked_at is not None or user.disabled_at is not None:
+        raise InvalidCredentials("The refresh token is invalid.")
+    if token.rotated_at is not None:
+        family.revoked_at = now
+        db.commit()
+        raise InvalidCredentials("The refresh token is invalid.")
+    if token.expires_at <= now:
+        raise InvalidCredentials("The refresh token is invalid.")
+    # Conditional update: of two concurrent uses of one token only one wins.
+    claimed = db.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))
+        .values(rotated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        family.revoked_at = now
+        db.commit()
+        raise InvalidCredentials("The refresh token is invalid.")
+    return user, family, _issue_refresh_token(db=db, family=family, refresh_ttl=refresh_ttl)
+
+
+def revoke_family(*, db: Session, family_id: uuid.UUID, now: datetime) -> None:
+    """End one session: its refresh tokens and the access tokens that name it stop working."""
+    db.execute(
+        update(TokenFamily)
+        .where(TokenFamily.id == family_id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def revoke_other_sessions(
+    *, db: Session, user_id: uuid.UUID, keep_family_id: uuid.UUID | None, now: datetime
+) -> None:
+    """End every session of a user but the one named (used on password change)."""
+    stmt = update(TokenFamily).where(
+        TokenFamily.user_id == user_id, TokenFamily.revoked_at.is_(None)
+    )
+    if keep_family_id is not None:
+        stmt = stmt.where(TokenFamily.id != keep_family_id)
+    db.execute(stmt.values(revoked_at=now).execution_options(synchronize_session=False))
+
+
+def revoke_access_token(*, db: Session, jti: str, expires_at: datetime) -> None:
+    """Deny one access token until it would have expired anyway."""
+    if db.get(RevokedAccessToken, jti) is None:
+        db.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+
+
+def load_principal(
+    *, db: Session, user_id: uuid.UUID, family_id: uuid.UUID, jti: str
+) -> User | None:
+    """The active user behind an access token, or None if anything about it is revoked.
+
+    One query: user enabled, session not revoked, token not on the deny list.
+    """
+    live_family = exists().where(
+        TokenFamily.id == family_id,
+        TokenFamily.user_id == User.id,
+        TokenFamily.revoked_at.is_(None),
+    )
+    revoked = exists().where(RevokedAccessToken.jti == jti)
+    return db.scalars(
+        select(User).where(
+            User.id == user_id, User.disabled_at.is_(None), live_family, ~revoked
+        )
+    ).one_or_none()
+
+
+def change_password(
+    *,
+    db: Session,
+    passwords: Passwords,
+    user: User,
+    current_password: str,
+    new_password: str,
+    keep_family_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Replace the password and end every other session of the user."""
+    if not passwords.verify(user.password_hash, current_password):
+        raise RuleViolation({"current_password": ["Does not match your current password."]})
+    problems = password_problems(new_password, email=user.email)
+    if problems:
+        raise RuleViolation({"new_password": problems})
+    user.password_hash = passwords.hash(new_password)
+    revoke_other_sessions(db=db, user_id=user.id, keep_family_id=keep_family_id, now=now)
+
+
+def purge_expired_tokens(*, db: Session, now: datetime) -> int:
+    """Delete deny-list rows whose tokens have expired anyway; returns the count."""
+    return db.execute(
+        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
+    ).rowcount
+

@@ -1,0 +1,164 @@
+"""The care team: invite codes and the links that let a clinician see a patient."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import ForeignKey, Index, Select, String, or_, select, text, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.accounts import Role, User
+from models.base import Base, utcnow, uuid_pk
+from models.errors import Conflict, NotFound, RuleViolation
+
+INVITE_LIFETIME = timedelta(days=7)
+# Crockford base32 without look-alikes; 10 characters carry 50 random bits.
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+_CODE_LENGTH = 10
+
+
+class Invite(Base):
+    """A one-time code a clinician hands a patient; stored only as a digest."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    clinician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (Index("ix_invites_clinician_id", "clinician_id"),)
+
+
+class CareLink(Base):
+    """A clinician's right to see one patient, from creation until ended."""
+
+    __tablename__ = "care_links"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    clinician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    ended_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (
+        # At most one live link per pair; ended links stay as history.
+        Index(
+            "uq_care_links_active_pair",
+            "patient_id",
+            "clinician_id",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_care_links_clinician_id", "clinician_id", "created_at"),
+    )
+
+
+def normalise_code(code: str) -> str:
+    """Codes are typed by people: ignore case, spaces and dashes."""
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def _hash_code(code: str) -> str:
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def create_invite(*, db: Session, clinician: User, now: datetime) -> tuple[Invite, str]:
+    """A new single-use code for this clinician; the plain code is returned only once."""
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
+    invite = Invite(
+        clinician_id=clinician.id,
+        code_hash=_hash_code(raw),
+        created_at=now,
+        expires_at=now + INVITE_LIFETIME,
+    )
+    db.add(invite)
+    db.flush()
+    return invite, f"{raw[:5]}-{raw[5:]}"
+
+
+def accept_invite(*, db: Session, patient: User, code: str, now: datetime) -> CareLink:
+    """Link the patient to the clinician who issued the code; the code is then spent."""
+    invalid = RuleViolation({"code": ["This code is unknown, used or expired."]})
+    invite = db.scalars(
+        select(Invite).where(Invite.code_hash == _hash_code(code))
+    ).one_or_none()
+    if invite is None or invite.used_at is not None or invite.expires_at <= now:
+        raise invalid
+    # Conditional update: two patients racing for one code cannot both win.
+    claimed = db.execute(
+        update(Invite)
+        .where(Invite.id == invite.id, Invite.used_at.is_(None))
+        .values(used_at=now, used_by_id=patient.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise invalid
+    existing = db.scalars(
+        select(CareLink).where(
+            CareLink.patient_id == patient.id,
+            CareLink.clinician_id == invite.clinician_id,
+            CareLink.ended_at.is_(None),
+        )
+    ).one_or_none()
+    if existing is not None:
+        raise Conflict("You are already linked to this clinician.")
+    link = CareLink(patient_id=patient.id, clinician_id=invite.clinician_id, created_at=now)
+    db.add(link)
+    db.flush()
+    return link
+
+
+def links_of(user: User) -> Select[tuple[CareLink]]:
+    """Live links the user is a party to, newest first."""
+    column = CareLink.patient_id if user.role == Role.patient else CareLink.clinician_id
+    return (
+        select(CareLink)
+        .where(column == user.id, CareLink.ended_at.is_(None))
+        .order_by(CareLink.created_at.desc(), CareLink.id.desc())
+    )
+
+
+def end_link(*, db: Session, user: User, link_id: uuid.UUID, now: datetime) -> None:
+    """End a live link the user is a party to; 404 for anyone else's."""
+    link = db.scalars(
+        select(CareLink).where(
+            CareLink.id == link_id,
+            CareLink.ended_at.is_(None),
+            or_(CareLink.patient_id == user.id, CareLink.clinician_id == user.id),
+        )
+    ).one_or_none()
+    if link is None:
+        raise NotFound("No such care link.")
+    link.ended_at = now
+    link.ended_by_id = user.id
+
+
+def can_see_patient(*, db: Session, viewer: User, patient_id: uuid.UUID) -> bool:
+    """The one rule of visibility: a patient sees themself, a clinician their linked patients."""
+    if viewer.role == Role.patient:
+        return viewer.id == patient_id
+    if viewer.role == Role.clinician:
+        return (
+            db.scalar(
+                select(CareLink.id).where(
+                    CareLink.patient_id == patient_id,
+                    CareLink.clinician_id == viewer.id,
+                    CareLink.ended_at.is_(None),
+                )
+            )
+            is not None
+        )
+    return False

@@ -1,0 +1,1 @@
+"""Wire formats: marshmallow schemas named XxxIn, XxxOut, XxxUpdate."""

@@ -1,0 +1,200 @@
+"""Shared fixtures: one app per session on a migrated database; each test in a rolled-back
+transaction; every response checked against openapi.yaml."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
+
+from api import create_app
+from api.cli import alembic_config
+from api.config import Settings
+from api.db import make_engine
+from models.accounts import Role, create_user
+from models.passwords import Argon2Params, Passwords
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEYS = {"k2": b"k2-test-signing-key-0123456789abcdef", "k1": b"k1-old-signing-key-0123456789abcdef"}
+# Cheap hashing keeps the suite fast; production cost is RFC 9106's default.
+TEST_ARGON2 = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
+PASSWORD = "correct horse battery staple"
+
+
+def _database_url(tmp: Path) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp / 'test.db'}"
+
+
+def _reset_database(url: str) -> None:
+    """Drop everything, then build the schema the way production does: by migrations."""
+    from alembic import command
+
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    command.upgrade(alembic_config(url), "head")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = _database_url(Path(tmp))
+        _reset_database(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        env="development",
+        database_url=database_url,
+        signing_keys=dict(TEST_KEYS),
+        active_kid="k2",
+        argon2=TEST_ARGON2,
+        instance_path=tmp_path_factory.mktemp("instance"),
+        testing=True,
+        log_level="INFO",
+    )
+
+
+class ContractClient(FlaskClient):
+    """A test client that validates every response against openapi.yaml."""
+
+    validator: Any = None
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if self.validator is not None:
+            self.validator(response)
+        return response
+
+
+def _openapi_validator() -> Any:
+    from openapi_core import OpenAPI
+    from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+    from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    openapi = OpenAPI.from_dict(spec)
+
+    def validate(response: Any) -> None:
+        request = response.request
+        try:
+            openapi.validate_response(
+                WerkzeugOpenAPIRequest(request), WerkzeugOpenAPIResponse(response)
+            )
+        except (PathNotFound, OperationNotFound):
+            # Undocumented paths and methods answer 404/405; tests check those bodies.
+            assert response.status_code in (404, 405), (request.method, request.path)
+
+    return validate
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    application.test_client_class = ContractClient
+    ContractClient.validator = None if os.environ.get("TMP_NO_CONTRACT") else _openapi_validator()
+    yield application
+    application.extensions["moodtrack"].engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _transaction(app: Flask) -> Iterator[None]:
+    """Run each test inside one outer transaction that is rolled back at the end."""
+    services = app.extensions["moodtrack"]
+    original = services.session_factory
+    connection = services.engine.connect()
+    outer = connection.begin()
+    services.session_factory = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield
+    finally:
+        services.session_factory = original
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app: Flask) -> Any:
+    with app.extensions["moodtrack"].session_factory() as session:
+        yield session
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.org"
+
+
+def register_patient(
+    client: FlaskClient, *, email: str | None = None, timezone: str = "America/Chicago"
+) -> dict[str, Any]:
+    """Register a patient through the API; returns the profile plus ``password``."""
+    email = email or unique_email("patient")
+    response = client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "display_name": "Pat", "timezone": timezone},
+    )
+    assert response.status_code == 201, response.get_json()
+    return {**response.get_json(), "password": PASSWORD}
+
+
+def make_staff(app: Flask, *, role: Role = Role.clinician, email: str | None = None) -> dict[str, Any]:
+    """Create a clinician or admin the way the CLI does."""
+    email = email or unique_email(role.value)
+    with app.extensions["moodtrack"].session_factory() as session:
+        user = create_user(
+            db=session,
+            passwords=Passwords(TEST_ARGON2),
+            email=email,
+            password=PASSWORD,
+            role=role,
+            display_name=f"Dr {role.value}",
+            timezone="UTC",
+        )
+        session.commit()
+        return {"id": str(user.id), "email": email, "password": PASSWORD}
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    """Log in; returns the token pair."""
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:
+    token = tokens if isinstance(tokens, str) else tokens["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def auth(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, str]:
+    """Log in and return the Authorization header."""
+    return bearer(login(client, email, password))
+
+
+def link(client: FlaskClient, clinician_headers: dict[str, str], patient_headers: dict[str, str]) -> str:
+    """Link a patient to a clinician through an invite; returns the link id."""
+    code = client.post("/api/v1/invites", headers=clinician_headers).get_json()["code"]
+    response = client.post("/api/v1/care-links", json={"code": code}, headers=patient_headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
