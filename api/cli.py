@@ -55,8 +55,9 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     from models.passwords import Passwords
 
     if not args.password_stdin:
-        print("--password-stdin is required: passwords never go on the command line.",
-              file=sys.stderr)
+        print(
+            "--password-stdin is required: passwords never go on the command line.", file=sys.stderr
+        )
         return 2
     password = sys.stdin.readline().rstrip("\r\n")
     engine = make_engine(settings.database_url)
@@ -104,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     create = users_sub.add_parser("create", help="create a clinician or admin")
     create.add_argument("--email", required=True)
     create.add_argument("--role", required=True, choices=["clinician", "admin"])
-    create.add_argument("--password-stdin", action="store_true",
-                        help="read the password from the first line of standard input")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     create.add_argument("--display-name")
     create.add_argument("--timezone", default="UTC")
     return parser

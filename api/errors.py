@@ -65,9 +65,7 @@ def not_found(detail: str = "The requested resource was not found.") -> ApiError
 
 def validation_error(errors: dict[str, list[str]]) -> ApiError:
     """422 with per-field messages (messages only; never the submitted values)."""
-    return ApiError(
-        422, "One or more fields are invalid.", slug="validation", errors=errors
-    )
+    return ApiError(422, "One or more fields are invalid.", slug="validation", errors=errors)
 
 
 def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -194,4 +192,3 @@ def handle_any(exc: BaseException) -> Response:
     if db is not None:
         db.rollback()
     return problem_response(to_api_error(exc))
-

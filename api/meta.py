@@ -53,8 +53,12 @@ def readyz() -> Response:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return problem_response(
-            ApiError(503, "The database is not reachable.", slug="unavailable",
-                     headers={"Retry-After": "5"})
+            ApiError(
+                503,
+                "The database is not reachable.",
+                slug="unavailable",
+                headers={"Retry-After": "5"},
+            )
         )
     return json_response({"status": "ready"})
 

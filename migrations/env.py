@@ -13,7 +13,7 @@ url = config.attributes.get("database_url") or load_settings().database_url
 connection = config.attributes.get("connection")
 
 
-def _run(conn) -> None:  # noqa: ANN001
+def _run(conn) -> None:
     context.configure(
         connection=conn,
         target_metadata=Base.metadata,

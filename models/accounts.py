@@ -296,9 +296,7 @@ def load_principal(
     )
     revoked = exists().where(RevokedAccessToken.jti == jti)
     return db.scalars(
-        select(User).where(
-            User.id == user_id, User.disabled_at.is_(None), live_family, ~revoked
-        )
+        select(User).where(User.id == user_id, User.disabled_at.is_(None), live_family, ~revoked)
     ).one_or_none()
 
 
@@ -327,4 +325,3 @@ def purge_expired_tokens(*, db: Session, now: datetime) -> int:
     return db.execute(
         delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
     ).rowcount
-

@@ -92,9 +92,7 @@ def create_invite(*, db: Session, clinician: User, now: datetime) -> tuple[Invit
 def accept_invite(*, db: Session, patient: User, code: str, now: datetime) -> CareLink:
     """Link the patient to the clinician who issued the code; the code is then spent."""
     invalid = RuleViolation({"code": ["This code is unknown, used or expired."]})
-    invite = db.scalars(
-        select(Invite).where(Invite.code_hash == _hash_code(code))
-    ).one_or_none()
+    invite = db.scalars(select(Invite).where(Invite.code_hash == _hash_code(code))).one_or_none()
     if invite is None or invite.used_at is not None or invite.expires_at <= now:
         raise invalid
     # Conditional update: two patients racing for one code cannot both win.

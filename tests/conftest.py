@@ -25,7 +25,10 @@ from models.accounts import Role, create_user
 from models.passwords import Argon2Params, Passwords
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_KEYS = {"k2": b"k2-test-signing-key-0123456789abcdef", "k1": b"k1-old-signing-key-0123456789abcdef"}
+TEST_KEYS = {
+    "k2": b"k2-test-signing-key-0123456789abcdef",
+    "k1": b"k1-old-signing-key-0123456789abcdef",
+}
 # Cheap hashing keeps the suite fast; production cost is RFC 9106's default.
 TEST_ARGON2 = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
 PASSWORD = "correct horse battery staple"
@@ -158,7 +161,9 @@ def register_patient(
     return {**response.get_json(), "password": PASSWORD}
 
 
-def make_staff(app: Flask, *, role: Role = Role.clinician, email: str | None = None) -> dict[str, Any]:
+def make_staff(
+    app: Flask, *, role: Role = Role.clinician, email: str | None = None
+) -> dict[str, Any]:
     """Create a clinician or admin the way the CLI does."""
     email = email or unique_email(role.value)
     with app.extensions["moodtrack"].session_factory() as session:
@@ -192,7 +197,9 @@ def auth(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str,
     return bearer(login(client, email, password))
 
 
-def link(client: FlaskClient, clinician_headers: dict[str, str], patient_headers: dict[str, str]) -> str:
+def link(
+    client: FlaskClient, clinician_headers: dict[str, str], patient_headers: dict[str, str]
+) -> str:
     """Link a patient to a clinician through an invite; returns the link id."""
     code = client.post("/api/v1/invites", headers=clinician_headers).get_json()["code"]
     response = client.post("/api/v1/care-links", json={"code": code}, headers=patient_headers)

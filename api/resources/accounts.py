@@ -96,9 +96,7 @@ class Login(Resource):
         data = load_body(_login_in)
         db = get_db()
         services = _services()
-        user = authenticate(
-            db=db, passwords=services.passwords, now=utcnow(), **data
-        )
+        user = authenticate(db=db, passwords=services.passwords, now=utcnow(), **data)
         family, refresh = start_session(db=db, user=user, refresh_ttl=services.settings.refresh_ttl)
         db.commit()
         return json_response(_token_pair(user, family.id, refresh))
@@ -129,9 +127,7 @@ class Logout(Resource):
         db = get_db()
         now = utcnow()
         revoke_family(db=db, family_id=principal.claims.family_id, now=now)
-        revoke_access_token(
-            db=db, jti=principal.claims.jti, expires_at=principal.claims.expires_at
-        )
+        revoke_access_token(db=db, jti=principal.claims.jti, expires_at=principal.claims.expires_at)
         db.commit()
         return empty_response()
 

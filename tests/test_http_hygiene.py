@@ -1,0 +1,163 @@
+"""problem+json for every error, headers on every response, and what logs may hold."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tests.conftest import PASSWORD, auth, make_staff, register_patient
+
+PROBLEM = "application/problem+json"
+
+
+def _is_problem(response, status):
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM
+    body = response.get_json()
+    assert body["status"] == status
+    assert {"type", "title", "status", "detail"} <= set(body)
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "SELECT" not in text
+    return body
+
+
+def test_unknown_paths_are_problem_json(client):
+    _is_problem(client.get("/nope"), 404)
+    _is_problem(client.get("/api/v1/nope"), 404)
+
+
+def test_method_not_allowed(client):
+    response = client.delete("/api/v1/auth/login")
+    _is_problem(response, 405)
+    assert "POST" in response.headers["Allow"]
+    _is_problem(client.put("/healthz"), 405)
+
+
+def test_body_over_one_mebibyte_is_413(client):
+    big = json.dumps({"email": "a@b.org", "password": "x" * (1024 * 1024)})
+    _is_problem(client.post("/api/v1/auth/login", data=big, content_type="application/json"), 413)
+
+
+def test_wrong_content_type_is_415(client):
+    _is_problem(client.post("/api/v1/auth/login", data="email=a", content_type="text/plain"), 415)
+    _is_problem(client.post("/api/v1/auth/login"), 415)
+
+
+@pytest.mark.parametrize("payload", ['{"email": ', "not json", b"\xff\xfe", '{"a": 1,}'])
+def test_malformed_json_is_400(client, payload):
+    _is_problem(
+        client.post("/api/v1/auth/login", data=payload, content_type="application/json"), 400
+    )
+
+
+def test_non_object_json_is_422(client):
+    body = _is_problem(client.post("/api/v1/auth/login", json=[1, 2]), 422)
+    assert body["errors"]
+
+
+def test_validation_errors_never_echo_values(client):
+    secret = "SECRET-NOTE-7f3a"
+    response = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": secret,
+            "password": secret,
+            "display_name": secret * 20,
+            "timezone": secret,
+            "unexpected": secret,
+        },
+    )
+    body = _is_problem(response, 422)
+    assert set(body["errors"]) >= {"email", "display_name", "timezone", "unexpected"}
+    assert secret not in response.get_data(as_text=True)
+
+
+def test_security_headers_and_request_id(client):
+    patient = register_patient(client)
+    response = client.get(
+        "/api/v1/me", headers={**auth(client, patient["email"]), "X-Request-ID": "trace-123"}
+    )
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Request-ID"] == "trace-123"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["X-Request-ID"] != "bad id with spaces"
+    assert len(generated.headers["X-Request-ID"]) == 32
+    error = client.get("/api/v1/nope")
+    assert error.headers["X-Content-Type-Options"] == "nosniff"
+    assert error.get_json()["instance"].endswith(error.headers["X-Request-ID"])
+
+
+def test_health_and_readiness(app, client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(app, client):
+    from api.db import make_engine
+
+    services = app.extensions["moodtrack"]
+    original = services.engine
+    services.engine = make_engine("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    try:
+        response = client.get("/readyz")
+    finally:
+        services.engine.dispose()
+        services.engine = original
+    _is_problem(response, 503)
+
+
+def test_unexpected_errors_are_a_bare_500_and_change_nothing(app, client, monkeypatch):
+    from api.resources import accounts
+
+    headers = auth(client, make_staff(app)["email"])
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom with patient data: mood 2")
+
+    monkeypatch.setattr(accounts, "user_view", explode)
+    response = client.get("/api/v1/me", headers=headers)
+    _is_problem(response, 500)
+    assert "boom" not in response.get_data(as_text=True)
+
+
+def test_logs_are_json_lines_without_bodies_queries_or_tokens(client, caplog):
+    stream_lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            stream_lines.append(self.format(record))
+
+    from api.logs import JsonFormatter
+
+    handler = Capture()
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("moodtrack")
+    logger.addHandler(handler)
+    try:
+        patient = register_patient(client)
+        tokens = client.post(
+            "/api/v1/auth/login", json={"email": patient["email"], "password": PASSWORD}
+        ).get_json()
+        client.get(
+            "/api/v1/patients/me?limit=5&secret=QUERYMARK",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+    finally:
+        logger.removeHandler(handler)
+    assert stream_lines
+    joined = "\n".join(stream_lines)
+    for forbidden in (
+        patient["email"],
+        PASSWORD,
+        tokens["access_token"],
+        "QUERYMARK",
+        tokens["refresh_token"],
+    ):
+        assert forbidden not in joined
+    entries = [json.loads(line) for line in stream_lines]
+    request_lines = [e for e in entries if e["msg"] == "request"]
+    assert {"method", "route", "status", "latency_ms", "request_id"} <= set(request_lines[-1])
+    assert request_lines[-1]["route"] == "/api/v1/patients/<patient_id>"
