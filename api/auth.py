@@ -96,3 +96,11 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
     if not can_see_patient(db=get_db(), viewer=principal.user, patient_id=patient_id):
         raise not_found()
     return patient_id
+
+
+def resolve_patient_for_write(raw: str) -> uuid.UUID:
+    """Like ``resolve_patient_id``, but only the patient themself may write (else 403)."""
+    patient_id = resolve_patient_id(raw)
+    if current_principal().user.id != patient_id:
+        raise ApiError(403, "Only the patient records this data.", slug="forbidden")
+    return patient_id

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response, current_app, g, json
 from marshmallow import ValidationError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from models.errors import (
@@ -151,6 +152,13 @@ def to_api_error(exc: BaseException) -> ApiError:
         return from_domain(exc)
     if isinstance(exc, HTTPException):
         return _from_http(exc)
+    if isinstance(exc, StaleDataError):
+        # Another request changed the record between our read and our write.
+        return ApiError(
+            412,
+            "The resource changed since you read it; fetch it again.",
+            slug="precondition-failed",
+        )
     _log_unexpected(exc)
     return ApiError(500, "The server could not complete the request; nothing was changed.")
 
@@ -158,7 +166,8 @@ def to_api_error(exc: BaseException) -> ApiError:
 def _log_unexpected(exc: BaseException) -> None:
     # Type and location only: an exception message may quote stored values.
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    ours = [f for f in frames if "site-packages" not in f.filename]
+    where = [f"{f.filename.rsplit('/', 2)[-2]}/{f.name}:{f.lineno}" for f in (ours or frames)[-3:]]
     log.error(
         "unhandled exception",
         extra={"fields": {"exception": type(exc).__name__, "where": where}},

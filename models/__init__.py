@@ -3,14 +3,19 @@
 from models.accounts import RefreshToken, RevokedAccessToken, Role, TokenFamily, User
 from models.base import Base
 from models.care import CareLink, Invite
+from models.mood import MoodEntry, MoodEntryVersion
+from models.sync import SyncCounter
 
 __all__ = [
     "Base",
     "CareLink",
     "Invite",
+    "MoodEntry",
+    "MoodEntryVersion",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "SyncCounter",
     "TokenFamily",
     "User",
 ]

@@ -24,7 +24,7 @@ class ProblemApi(Api):
 
 def build_api(app: Flask) -> Api:
     """Register every namespace on the app."""
-    from api.resources import accounts, care, patients
+    from api.resources import accounts, care, mood, patients
 
     api = ProblemApi(
         app,
@@ -33,6 +33,13 @@ def build_api(app: Flask) -> Api:
         add_specs=False,
         catch_all_404s=False,
     )
-    for namespace in (accounts.auth_ns, accounts.me_ns, accounts.users_ns, care.ns, patients.ns):
+    for namespace in (
+        accounts.auth_ns,
+        accounts.me_ns,
+        accounts.users_ns,
+        care.ns,
+        patients.ns,
+        mood.ns,
+    ):
         api.add_namespace(namespace)
     return api

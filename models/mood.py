@@ -1,0 +1,285 @@
+"""Daily mood entries: create once, change with history, delete softly, sync."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, utcnow
+from models.errors import Conflict, NotFound
+from models.records import (
+    PatientRecord,
+    check_replay,
+    fingerprint,
+    insert_once,
+)
+from models.sync import take_change_numbers
+
+# The values a mood entry measures (analytics.md "Measurements").
+MOOD_METRICS = ("mood", "anxiety", "energy", "sleep_hours")
+EDITABLE_FIELDS = ("occurred_at", "mood", "anxiety", "energy", "sleep_hours", "note")
+
+
+class MoodEntry(PatientRecord, Base):
+    """One mood check-in from the phone."""
+
+    __tablename__ = "mood_entries"
+
+    mood: Mapped[int]
+    anxiety: Mapped[int | None]
+    energy: Mapped[int | None]
+    sleep_hours: Mapped[float | None] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+    # Position in the patient's change feed (models.sync); rises on every change.
+    change_seq: Mapped[int]
+
+    __table_args__ = (
+        UniqueConstraint("patient_id", "idempotency_key"),
+        Index("ix_mood_entries_patient_time", "patient_id", "occurred_at"),
+        Index("ix_mood_entries_patient_local_date", "patient_id", "local_date"),
+        Index("ix_mood_entries_patient_change", "patient_id", "change_seq"),
+        CheckConstraint("mood BETWEEN 0 AND 10", name="mood_range"),
+        CheckConstraint("anxiety BETWEEN 0 AND 10", name="anxiety_range"),
+        CheckConstraint("energy BETWEEN 0 AND 10", name="energy_range"),
+        CheckConstraint("sleep_hours BETWEEN 0 AND 24", name="sleep_range"),
+    )
+
+
+class MoodEntryVersion(Base):
+    """A mood entry as it was before a change: who changed it and when."""
+
+    __tablename__ = "mood_entry_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mood_entries.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    change: Mapped[str] = mapped_column(Text)  # "update" or "delete"
+
+    __table_args__ = (Index("ix_mood_entry_versions_entry", "entry_id", "version"),)
+
+
+def _snapshot(entry: MoodEntry) -> dict[str, Any]:
+    return {
+        "occurred_at": entry.occurred_at_local.isoformat(),
+        "mood": entry.mood,
+        "anxiety": entry.anxiety,
+        "energy": entry.energy,
+        "sleep_hours": entry.sleep_hours,
+        "note": entry.note,
+    }
+
+
+def _new_entry(
+    *,
+    patient_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    data: Mapping[str, Any],
+    idempotency_key: str | None,
+) -> MoodEntry:
+    entry = MoodEntry(
+        id=data.get("id"),
+        patient_id=patient_id,
+        created_by_id=actor_id,
+        mood=data["mood"],
+        anxiety=data.get("anxiety"),
+        energy=data.get("energy"),
+        sleep_hours=data.get("sleep_hours"),
+        note=data.get("note"),
+        fingerprint=fingerprint(data),
+        idempotency_key=idempotency_key,
+    )
+    entry.set_occurred_at(data["occurred_at"])
+    return entry
+
+
+def create_entry(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    data: Mapping[str, Any],
+    idempotency_key: str | None = None,
+) -> tuple[MoodEntry, bool]:
+    """Store one entry, or return the stored one for a replay; (entry, created?)."""
+    entry = _new_entry(
+        patient_id=patient_id, actor_id=actor_id, data=data, idempotency_key=idempotency_key
+    )
+
+    def number_it() -> None:
+        entry.change_seq = take_change_numbers(db=db, patient_id=patient_id)
+
+    return insert_once(
+        db=db, record=entry, idempotency_key=idempotency_key, before_insert=number_it
+    )
+
+
+@dataclass
+class BatchResult:
+    """What happened to one item of a batch."""
+
+    index: int
+    status: int  # 201 created, 200 replay, 409 clash, 422 invalid
+    entry: MoodEntry | None = None
+    errors: dict[str, list[str]] | None = None
+    detail: str | None = None
+
+
+def create_entries(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    items: Sequence[tuple[int, Mapping[str, Any]]],
+) -> dict[int, BatchResult]:
+    """Store many valid entries in one round trip where possible; a result per index.
+
+    Replays and clashes are sorted out with one lookup of the supplied ids; the new rows go
+    in with one multi-row INSERT. If a concurrent writer wins a race for one of the ids, the
+    batch falls back to item-by-item inserts, each in its own savepoint.
+    """
+    results: dict[int, BatchResult] = {}
+    fresh: list[tuple[int, MoodEntry]] = []
+    first_seen: dict[uuid.UUID, tuple[int, str]] = {}
+    repeats: list[tuple[int, int, str]] = []
+    supplied = [data["id"] for _, data in items if data.get("id") is not None]
+    stored = (
+        {e.id: e for e in db.scalars(select(MoodEntry).where(MoodEntry.id.in_(supplied)))}
+        if supplied
+        else {}
+    )
+    for index, data in items:
+        entry = _new_entry(
+            patient_id=patient_id, actor_id=actor_id, data=data, idempotency_key=None
+        )
+        if entry.id is None:
+            entry.id = uuid.uuid4()
+        if entry.id in stored:
+            try:
+                check_replay(stored[entry.id], patient_id=patient_id, digest=entry.fingerprint)
+                results[index] = BatchResult(index, 200, stored[entry.id])
+            except Conflict as clash:
+                results[index] = BatchResult(index, 409, detail=clash.detail)
+        elif entry.id in first_seen:
+            repeats.append((index, first_seen[entry.id][0], entry.fingerprint))
+        else:
+            first_seen[entry.id] = (index, entry.fingerprint)
+            fresh.append((index, entry))
+
+    if fresh:
+        try:
+            with db.begin_nested():
+                last = take_change_numbers(db=db, patient_id=patient_id, count=len(fresh))
+                now = utcnow()
+                for offset, (_, entry) in enumerate(fresh):
+                    entry.change_seq = last - len(fresh) + 1 + offset
+                    entry.created_at = entry.updated_at = now
+                    entry.version = 1
+                db.execute(insert(MoodEntry), [_row(entry) for _, entry in fresh])
+            for index, entry in fresh:
+                results[index] = BatchResult(index, 201, entry)
+        except IntegrityError:
+            for index, entry in fresh:
+                try:
+                    stored_entry, created = create_entry(
+                        db=db, patient_id=patient_id, actor_id=actor_id, data=_data_of(entry)
+                    )
+                    results[index] = BatchResult(index, 201 if created else 200, stored_entry)
+                except Conflict as clash:
+                    results[index] = BatchResult(index, 409, detail=clash.detail)
+
+    # An id repeated within the batch: a replay of its first occurrence, or a clash.
+    for index, first_index, digest in repeats:
+        first = results[first_index]
+        if first.entry is not None and first.entry.fingerprint == digest:
+            results[index] = BatchResult(index, 200, first.entry)
+        else:
+            results[index] = BatchResult(
+                index, 409, detail="This id was already used with a different body."
+            )
+    return results
+
+
+def _row(entry: MoodEntry) -> dict[str, Any]:
+    return {column.key: getattr(entry, column.key) for column in MoodEntry.__table__.columns}
+
+
+def _data_of(entry: MoodEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "occurred_at": entry.occurred_at_local,
+        "mood": entry.mood,
+        "anxiety": entry.anxiety,
+        "energy": entry.energy,
+        "sleep_hours": entry.sleep_hours,
+        "note": entry.note,
+    }
+
+
+def get_entry(*, db: Session, patient_id: uuid.UUID, entry_id: uuid.UUID) -> MoodEntry:
+    """A live entry of this patient, else NotFound."""
+    entry = db.get(MoodEntry, entry_id)
+    if entry is None or entry.patient_id != patient_id or entry.deleted_at is not None:
+        raise NotFound("No such mood entry.")
+    return entry
+
+
+def _keep_history(*, db: Session, entry: MoodEntry, actor_id: uuid.UUID, change: str) -> None:
+    db.add(
+        MoodEntryVersion(
+            entry_id=entry.id,
+            version=entry.version,
+            snapshot=_snapshot(entry),
+            changed_by_id=actor_id,
+            change=change,
+        )
+    )
+
+
+def update_entry(
+    *, db: Session, entry: MoodEntry, actor_id: uuid.UUID, changes: Mapping[str, Any]
+) -> MoodEntry:
+    """Apply a partial change, keeping the prior version."""
+    # Number first: the counter statement autoflushes, and one UPDATE means one version.
+    change_seq = take_change_numbers(db=db, patient_id=entry.patient_id)
+    _keep_history(db=db, entry=entry, actor_id=actor_id, change="update")
+    for key, value in changes.items():
+        if key == "occurred_at":
+            entry.set_occurred_at(value)
+        else:
+            setattr(entry, key, value)
+    entry.updated_at = utcnow()
+    entry.change_seq = change_seq
+    db.flush()
+    return entry
+
+
+def delete_entry(*, db: Session, entry: MoodEntry, actor_id: uuid.UUID) -> None:
+    """Soft delete: the row stays as a tombstone that sync reports."""
+    change_seq = take_change_numbers(db=db, patient_id=entry.patient_id)
+    _keep_history(db=db, entry=entry, actor_id=actor_id, change="delete")
+    entry.deleted_at = entry.updated_at = utcnow()
+    entry.change_seq = change_seq
+    db.flush()

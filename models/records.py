@@ -1,0 +1,173 @@
+"""What every patient-submitted record shares: local time, idempotent creation, soft delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
+
+from models.base import utcnow
+from models.errors import Conflict
+
+R = TypeVar("R", bound="PatientRecord")
+
+
+def utc_offset_minutes(instant: datetime) -> int:
+    """The offset the client sent with an instant, in minutes east of UTC."""
+    offset = instant.utcoffset()
+    if offset is None:
+        raise ValueError("naive datetime")
+    return int(offset.total_seconds() // 60)
+
+
+def local_date_of(instant: datetime) -> date:
+    """The calendar date of an instant in the offset it was sent with (analytics.md)."""
+    return instant.date()
+
+
+def local_instant(utc_instant: datetime, offset_minutes: int) -> datetime:
+    """A stored UTC instant shown again in the client's own offset."""
+    return utc_instant.astimezone(timezone(timedelta(minutes=offset_minutes)))
+
+
+def fingerprint(data: Mapping[str, Any]) -> str:
+    """A digest of a create request's validated content, to tell a replay from a clash."""
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, uuid.UUID | date):
+            return str(value)
+        return value
+
+    text = json.dumps({k: canonical(v) for k, v in data.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class PatientRecord:
+    """Columns of a record a patient (or their clinician) submits about the patient."""
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    occurred_at: Mapped[datetime]
+    utc_offset_minutes: Mapped[int]
+    # The patient's local date, stored so SQL can group by it on any database.
+    local_date: Mapped[date]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # UPDATE ... WHERE version = <read version>: of two racing edits, one fails (412).
+        return {"version_id_col": cls.version}
+
+    @declared_attr
+    def patient_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+    @declared_attr
+    def created_by_id(cls) -> Mapped[uuid.UUID | None]:
+        return mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    @property
+    def etag(self) -> str:
+        """Strong entity tag of the current version."""
+        return f'"{self.version}"'
+
+    def set_occurred_at(self, instant: datetime) -> None:
+        """Store the instant in UTC with the client's offset and local date beside it."""
+        self.occurred_at = instant.astimezone(UTC)
+        self.utc_offset_minutes = utc_offset_minutes(instant)
+        self.local_date = local_date_of(instant)
+
+    @property
+    def occurred_at_local(self) -> datetime:
+        """occurred_at in the offset the client sent."""
+        return local_instant(self.occurred_at, self.utc_offset_minutes)
+
+
+def find_replay(
+    *,
+    db: Session,
+    model: type[R],
+    patient_id: uuid.UUID,
+    record_id: uuid.UUID | None,
+    idempotency_key: str | None,
+) -> R | None:
+    """An earlier create with the same client id or Idempotency-Key, if any."""
+    from sqlalchemy import select
+
+    if record_id is not None:
+        found = db.get(model, record_id)
+        if found is not None:
+            return found
+    if idempotency_key is not None:
+        return db.scalars(
+            select(model).where(
+                model.patient_id == patient_id,  # type: ignore[attr-defined]
+                model.idempotency_key == idempotency_key,  # type: ignore[attr-defined]
+            )
+        ).one_or_none()
+    return None
+
+
+def check_replay(existing: PatientRecord, *, patient_id: uuid.UUID, digest: str) -> None:
+    """A replay must repeat the same body for the same patient; anything else is 409."""
+    if existing.patient_id != patient_id or existing.fingerprint != digest:
+        raise Conflict("This id or Idempotency-Key was already used with a different body.")
+
+
+def insert_once(
+    *,
+    db: Session,
+    record: R,
+    idempotency_key: str | None,
+    before_insert: Callable[[], None] | None = None,
+) -> tuple[R, bool]:
+    """Insert ``record`` unless an identical create already stored it.
+
+    Returns (stored record, created?). A unique constraint decides, not a read-then-write
+    check, so concurrent identical creates leave exactly one row: the loser's savepoint is
+    rolled back and it answers with the winner's record.
+    """
+    patient_id = record.patient_id
+    model = type(record)
+    existing = find_replay(
+        db=db,
+        model=model,
+        patient_id=patient_id,
+        record_id=record.id,
+        idempotency_key=idempotency_key,
+    )
+    if existing is not None:
+        check_replay(existing, patient_id=patient_id, digest=record.fingerprint)
+        return existing, False
+    try:
+        with db.begin_nested():
+            if before_insert is not None:
+                before_insert()
+            db.add(record)
+            db.flush()
+    except IntegrityError:
+        existing = find_replay(
+            db=db,
+            model=model,
+            patient_id=patient_id,
+            record_id=record.id,
+            idempotency_key=idempotency_key,
+        )
+        if existing is None:
+            raise
+        check_replay(existing, patient_id=patient_id, digest=record.fingerprint)
+        return existing, False
+    return record, True
