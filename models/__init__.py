@@ -4,6 +4,7 @@ from models.accounts import RefreshToken, RevokedAccessToken, Role, TokenFamily,
 from models.base import Base
 from models.care import CareLink, Invite
 from models.mood import MoodEntry, MoodEntryVersion
+from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
 __all__ = [
@@ -12,10 +13,12 @@ __all__ = [
     "Invite",
     "MoodEntry",
     "MoodEntryVersion",
+    "Observation",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
     "SyncCounter",
     "TokenFamily",
+    "TreatmentSession",
     "User",
 ]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 from models.base import utcnow
 from models.errors import Conflict
 
-R = TypeVar("R", bound="PatientRecord")
+R = TypeVar("R", bound="ClientRecord")
 
 
 def utc_offset_minutes(instant: datetime) -> int:
@@ -51,14 +51,11 @@ def fingerprint(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class PatientRecord:
-    """Columns of a record a patient (or their clinician) submits about the patient."""
+class ClientRecord:
+    """Columns of any record about a patient that a client creates: a client-chosen id,
+    idempotent creation, optimistic versions, soft deletion."""
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    occurred_at: Mapped[datetime]
-    utc_offset_minutes: Mapped[int]
-    # The patient's local date, stored so SQL can group by it on any database.
-    local_date: Mapped[date]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
@@ -83,6 +80,15 @@ class PatientRecord:
     def etag(self) -> str:
         """Strong entity tag of the current version."""
         return f'"{self.version}"'
+
+
+class PatientRecord(ClientRecord):
+    """A record of something the patient felt or answered at an instant."""
+
+    occurred_at: Mapped[datetime]
+    utc_offset_minutes: Mapped[int]
+    # The patient's local date, stored so SQL can group by it on any database.
+    local_date: Mapped[date]
 
     def set_occurred_at(self, instant: datetime) -> None:
         """Store the instant in UTC with the client's offset and local date beside it."""
@@ -121,7 +127,7 @@ def find_replay(
     return None
 
 
-def check_replay(existing: PatientRecord, *, patient_id: uuid.UUID, digest: str) -> None:
+def check_replay(existing: ClientRecord, *, patient_id: uuid.UUID, digest: str) -> None:
     """A replay must repeat the same body for the same patient; anything else is 409."""
     if existing.patient_id != patient_id or existing.fingerprint != digest:
         raise Conflict("This id or Idempotency-Key was already used with a different body.")

@@ -120,3 +120,10 @@ def note_field(max_length: int = 2000, **kwargs: Any) -> fields.String:
         metadata={"description": f"Free text, at most {max_length} characters, kept exactly."},
         **kwargs,
     )
+
+
+def format_offset(minutes: int) -> str:
+    """A UTC offset in minutes as RFC 3339 writes it: -480 gives "-08:00"."""
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{mins:02d}"

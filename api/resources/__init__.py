@@ -24,7 +24,7 @@ class ProblemApi(Api):
 
 def build_api(app: Flask) -> Api:
     """Register every namespace on the app."""
-    from api.resources import accounts, care, mood, patients
+    from api.resources import accounts, care, mood, patients, sessions
 
     api = ProblemApi(
         app,
@@ -40,6 +40,7 @@ def build_api(app: Flask) -> Api:
         care.ns,
         patients.ns,
         mood.ns,
+        sessions.ns,
     ):
         api.add_namespace(namespace)
     return api

@@ -31,6 +31,7 @@ from models.mood import (
     get_entry,
     update_entry,
 )
+from schemas.common import format_offset
 from schemas.mood import (
     MoodEntryBatchIn,
     MoodEntryBatchOut,
@@ -47,13 +48,6 @@ _list_out, _sync_out = MoodEntryListOut(), MoodEntrySyncOut()
 _batch_in, _batch_out = MoodEntryBatchIn(), MoodEntryBatchOut()
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _MAX_SEQ = 2**62
-
-
-def format_offset(minutes: int) -> str:
-    """-480 → "-08:00"."""
-    sign = "-" if minutes < 0 else "+"
-    hours, mins = divmod(abs(minutes), 60)
-    return f"{sign}{hours:02d}:{mins:02d}"
 
 
 def entry_data(entry: MoodEntry) -> dict[str, Any]:
