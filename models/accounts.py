@@ -61,12 +61,14 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
 
-    __mapper_args__ = {"version_id_col": version}
-
     @property
     def etag(self) -> str:
-        """Strong entity tag of the current version."""
+        """Strong entity tag of the profile's current version."""
         return f'"{self.version}"'
+
+    def bump_version(self) -> None:
+        """Mark a change of the profile (login bookkeeping does not count)."""
+        self.version = User.version + 1  # in SQL, so concurrent edits both count
 
 
 class TokenFamily(Base):
@@ -167,11 +169,19 @@ def authenticate(
         if user is not None:
             _record_failed_login(db=db, user=user, now=now)
         raise InvalidCredentials(BAD_LOGIN)
+    # Bookkeeping in plain UPDATEs: it is not a profile change, so the ETag stays.
+    housekeeping: dict[str, object] = {}
     if user.failed_logins or user.locked_until:
-        user.failed_logins = 0
-        user.locked_until = None
+        housekeeping.update(failed_logins=0, locked_until=None)
     if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash(password)
+        housekeeping["password_hash"] = passwords.hash(password)
+    if housekeeping:
+        db.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(**housekeeping)
+            .execution_options(synchronize_session=False)
+        )
     return user
 
 
@@ -316,7 +326,12 @@ def change_password(
     problems = password_problems(new_password, email=user.email)
     if problems:
         raise RuleViolation({"new_password": problems})
-    user.password_hash = passwords.hash(new_password)
+    db.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(password_hash=passwords.hash(new_password))
+        .execution_options(synchronize_session=False)
+    )
     revoke_other_sessions(db=db, user_id=user.id, keep_family_id=keep_family_id, now=now)
 
 

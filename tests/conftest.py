@@ -86,15 +86,22 @@ class ContractClient(FlaskClient):
 
 
 def _openapi_validator() -> Any:
-    from openapi_core import OpenAPI
+    from openapi_core import Config, OpenAPI
+    from openapi_core.deserializing.media_types.util import json_loads
     from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
     from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
-    openapi = OpenAPI.from_dict(spec)
+    # openapi-core knows application/json only; problem+json is JSON too.
+    config = Config(extra_media_type_deserializers={"application/problem+json": json_loads})
+    openapi = OpenAPI.from_dict(spec, config=config)
 
     def validate(response: Any) -> None:
         request = response.request
+        # The app has read the body already; let the validator read it again.
+        stream = request.environ.get("wsgi.input")
+        if stream is not None and stream.seekable():
+            stream.seek(0)
         try:
             openapi.validate_response(
                 WerkzeugOpenAPIRequest(request), WerkzeugOpenAPIResponse(response)
@@ -110,7 +117,7 @@ def _openapi_validator() -> Any:
 def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     application.test_client_class = ContractClient
-    ContractClient.validator = None if os.environ.get("TMP_NO_CONTRACT") else _openapi_validator()
+    ContractClient.validator = staticmethod(_openapi_validator())
     yield application
     application.extensions["moodtrack"].engine.dispose()
 

@@ -24,15 +24,10 @@ class ProblemApi(Api):
 
 def build_api(app: Flask) -> Api:
     """Register every namespace on the app."""
-    from api.resources import accounts, care, mood, patients, sessions
+    from api.resources import accounts, assessments, care, instruments, mood, patients, sessions
 
-    api = ProblemApi(
-        app,
-        prefix=API_PREFIX,
-        doc=False,
-        add_specs=False,
-        catch_all_404s=False,
-    )
+    # add_specs only takes effect through init_app (flask-restx 1.3): no Swagger 2.0 route.
+    api = ProblemApi(prefix=API_PREFIX, doc=False, catch_all_404s=False)
     for namespace in (
         accounts.auth_ns,
         accounts.me_ns,
@@ -41,6 +36,9 @@ def build_api(app: Flask) -> Api:
         patients.ns,
         mood.ns,
         sessions.ns,
+        assessments.ns,
+        instruments.ns,
     ):
         api.add_namespace(namespace)
+    api.init_app(app, add_specs=False)
     return api

@@ -148,8 +148,10 @@ class Me(Resource):
         data = load_body(_me_update)
         for key, value in data.items():
             setattr(user, key, value)
+        user.bump_version()
         db = get_db()
         db.commit()
+        db.refresh(user)
         return json_response(user_view(user), etag=user.etag)
 
 
@@ -215,6 +217,8 @@ class UserItem(Resource):
             user.disabled_at = utcnow()
         elif not data["disabled"]:
             user.disabled_at = None
+        user.bump_version()
         db = get_db()
         db.commit()
+        db.refresh(user)
         return json_response(user_view(user), etag=user.etag)
