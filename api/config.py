@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import secrets
@@ -11,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from models.outcomes import RuleSet
 from models.passwords import Argon2Params
 
 MIN_KEY_BYTES = 32
@@ -18,6 +20,11 @@ DEFAULT_CRISIS_TEXT = (
     "If you are thinking about harming yourself, call or text 988 (Suicide & Crisis "
     "Lifeline, US) now. If you are in immediate danger, call 911. Entries in this app "
     "are not monitored in real time."
+)
+# (name, contact) pairs shown with the crisis text; MOODTRACK_CRISIS_RESOURCES replaces them.
+DEFAULT_CRISIS_RESOURCES: tuple[tuple[str, str], ...] = (
+    ("988 Suicide & Crisis Lifeline", "Call or text 988"),
+    ("Emergency services", "911"),
 )
 
 
@@ -42,6 +49,8 @@ class Settings:
     instance_path: Path = Path("instance")
     argon2: Argon2Params = field(default_factory=Argon2Params)
     crisis_text: str = DEFAULT_CRISIS_TEXT
+    crisis_resources: tuple[tuple[str, str], ...] = DEFAULT_CRISIS_RESOURCES
+    rules: RuleSet = field(default_factory=RuleSet)
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +98,44 @@ def _minutes(env: dict[str, str], name: str, default: timedelta) -> timedelta:
     if minutes <= 0:
         raise ConfigError(f"{name} must be positive")
     return timedelta(minutes=minutes)
+
+
+def _crisis_resources(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``[{"name": ..., "contact": ...}, ...]`` as JSON, else the US defaults."""
+    if not raw:
+        return DEFAULT_CRISIS_RESOURCES
+    message = 'MOODTRACK_CRISIS_RESOURCES must be a JSON list of {"name": ..., "contact": ...}'
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise ConfigError(message) from None
+    if not isinstance(items, list) or not items:
+        raise ConfigError(message)
+    resources = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"name", "contact"}:
+            raise ConfigError(message)
+        name, contact = item["name"], item["contact"]
+        if not (isinstance(name, str) and isinstance(contact, str) and name and contact):
+            raise ConfigError(message)
+        resources.append((name, contact))
+    return tuple(resources)
+
+
+def _rules(env: dict[str, str]) -> RuleSet:
+    """The default clinical rules, with the thresholds the environment overrides."""
+    overrides: dict[str, int] = {}
+    for name, key in (
+        ("MOODTRACK_WORSENING_POINTS", "worsening_points"),
+        ("MOODTRACK_POST_SESSION_DROP_POINTS", "post_session_drop_points"),
+    ):
+        value = env.get(name)
+        if not value:
+            continue
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"{name} must be a whole number of at least 1")
+        overrides[key] = int(value)
+    return RuleSet().with_overrides(**overrides)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -143,4 +190,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         instance_path=instance_path,
         argon2=argon2,
         crisis_text=env.get("MOODTRACK_CRISIS_TEXT", DEFAULT_CRISIS_TEXT),
+        crisis_resources=_crisis_resources(env.get("MOODTRACK_CRISIS_RESOURCES")),
+        rules=_rules(env),
     )

@@ -1,0 +1,159 @@
+"""Questionnaires: patients answer self-report forms, linked clinicians rate the others."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_restx import Namespace, Resource
+from sqlalchemy import select
+
+from api.auth import current_principal, require_auth, resolve_patient_id
+from api.config import Settings
+from api.db import get_db
+from api.errors import not_found, validation_error
+from api.http import empty_response, json_response, keyset_page, load_body, require_if_match
+from api.resources.mood import idempotency_key
+from models.accounts import Role
+from models.assessments import (
+    Assessment,
+    create_assessment,
+    delete_assessment,
+    get_assessment,
+)
+from models.instruments import CATALOGUE
+from schemas.assessments import AssessmentIn, AssessmentListOut, AssessmentOut
+from schemas.common import format_offset
+
+ns = Namespace("assessments", path="/patients", description="Questionnaires")
+_in, _out, _list_out = AssessmentIn(), AssessmentOut(), AssessmentListOut()
+
+
+def _settings() -> Settings:
+    return current_app.extensions["moodtrack"].settings
+
+
+def crisis_block(settings: Settings) -> dict[str, Any]:
+    """What a positive self-harm item answers at once (clinical.md §6); configurable."""
+    return {
+        "message": settings.crisis_text,
+        "resources": [
+            {"name": name, "contact": contact} for name, contact in settings.crisis_resources
+        ],
+        "monitored_in_real_time": False,
+    }
+
+
+def assessment_data(
+    assessment: Assessment, *, crisis: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An assessment's fields as AssessmentOut expects them (not yet serialised)."""
+    return {
+        "id": assessment.id,
+        "patient_id": assessment.patient_id,
+        "instrument": assessment.instrument,
+        "answers": list(assessment.answers),
+        "difficulty": assessment.difficulty,
+        "session_id": assessment.session_id,
+        "phase": assessment.phase,
+        "occurred_at": assessment.occurred_at,
+        "utc_offset": format_offset(assessment.utc_offset_minutes),
+        "local_date": assessment.local_date,
+        "total": assessment.total,
+        "band": assessment.band,
+        "flags": list(assessment.flags),
+        "instrument_version": assessment.instrument_version,
+        "scoring_version": assessment.scoring_version,
+        "ruleset_version": assessment.ruleset_version,
+        "rated_by_id": assessment.rated_by_id,
+        "created_at": assessment.created_at,
+        "updated_at": assessment.updated_at,
+        "version": assessment.version,
+        "crisis": crisis,
+    }
+
+
+def _assessment_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise not_found() from None
+
+
+@ns.route("/<patient_id>/assessments")
+class Assessments(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def post(self, patient_id: str) -> Response:
+        """Submit a questionnaire; scored on the server; a replay of the same id or key is 200."""
+        pid = resolve_patient_id(patient_id)
+        key = idempotency_key()
+        data = load_body(_in)
+        db = get_db()
+        settings = _settings()
+        submitted = create_assessment(
+            db=db,
+            patient_id=pid,
+            actor=current_principal().user,
+            data=data,
+            rules=settings.rules,
+            idempotency_key=key,
+        )
+        # The one commit: the assessment and its alerts are stored together or not at all.
+        db.commit()
+        assessment = submitted.assessment
+        # A replay carries the crisis block too: the phone may never have seen the first answer.
+        crisis = crisis_block(settings) if assessment.safety_item_positive else None
+        return json_response(
+            _out.dump(assessment_data(assessment, crisis=crisis)),
+            201 if submitted.created else 200,
+            etag=assessment.etag,
+            headers={"Location": f"{request.path}/{assessment.id}"},
+        )
+
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str) -> Response:
+        """Assessments newest first (by occurred_at); `instrument` filters to one code."""
+        pid = resolve_patient_id(patient_id)
+        stmt = select(Assessment).where(
+            Assessment.patient_id == pid, Assessment.deleted_at.is_(None)
+        )
+        code = request.args.get("instrument")
+        if code is not None:
+            if code not in CATALOGUE:
+                raise validation_error({"instrument": ["Not an instrument of the catalogue."]})
+            stmt = stmt.where(Assessment.instrument == code)
+        stmt = stmt.order_by(Assessment.occurred_at.desc(), Assessment.id.desc())
+        rows, next_cursor = keyset_page(
+            get_db(),
+            stmt,
+            keys=(Assessment.occurred_at, Assessment.id),
+            key_of=lambda row: (row[0].occurred_at, row[0].id),
+        )
+        items = [assessment_data(row[0]) for row in rows]
+        return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
+
+
+@ns.route("/<patient_id>/assessments/<assessment_id>")
+class AssessmentItem(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str, assessment_id: str) -> Response:
+        """One assessment."""
+        pid = resolve_patient_id(patient_id)
+        assessment = get_assessment(
+            db=get_db(), patient_id=pid, assessment_id=_assessment_id(assessment_id)
+        )
+        return json_response(_out.dump(assessment_data(assessment)), etag=assessment.etag)
+
+    @require_auth(Role.patient, Role.clinician)
+    def delete(self, patient_id: str, assessment_id: str) -> Response:
+        """Delete an assessment (If-Match), by whoever may submit it; its alerts remain."""
+        pid = resolve_patient_id(patient_id)
+        db = get_db()
+        assessment = get_assessment(
+            db=db, patient_id=pid, assessment_id=_assessment_id(assessment_id)
+        )
+        require_if_match(assessment.etag)
+        delete_assessment(db=db, assessment=assessment, actor=current_principal().user)
+        db.commit()
+        return empty_response()
