@@ -53,6 +53,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def settings() -> Any:
+    """The app's Settings (api.config.Settings)."""
+    return current_app.extensions["moodtrack"].settings
+
+
 def get_db() -> Session:
     """This request's session, opened on first use."""
     if "db" not in g:

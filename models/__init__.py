@@ -1,6 +1,8 @@
 """Entities and domain rules of moodtrack: everything that needs no HTTP."""
 
 from models.accounts import RefreshToken, RevokedAccessToken, Role, TokenFamily, User
+from models.alerts import Alert
+from models.assessments import Assessment, AssessmentVersion
 from models.base import Base
 from models.care import CareLink, Invite
 from models.mood import MoodEntry, MoodEntryVersion
@@ -8,6 +10,9 @@ from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
 __all__ = [
+    "Alert",
+    "Assessment",
+    "AssessmentVersion",
     "Base",
     "CareLink",
     "Invite",

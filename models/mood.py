@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    String,
     Text,
     UniqueConstraint,
     insert,
@@ -24,7 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
-from models.errors import Conflict, NotFound
+from models.checkins import check_session_link, post_session_drop_alerts
+from models.errors import Conflict, NotFound, RuleViolation
+from models.outcomes import RuleSet
 from models.records import (
     PatientRecord,
     check_replay,
@@ -35,7 +38,16 @@ from models.sync import take_change_numbers
 
 # The values a mood entry measures (analytics.md "Measurements").
 MOOD_METRICS = ("mood", "anxiety", "energy", "sleep_hours")
-EDITABLE_FIELDS = ("occurred_at", "mood", "anxiety", "energy", "sleep_hours", "note")
+EDITABLE_FIELDS = (
+    "occurred_at",
+    "mood",
+    "anxiety",
+    "energy",
+    "sleep_hours",
+    "note",
+    "session_id",
+    "phase",
+)
 
 
 class MoodEntry(PatientRecord, Base):
@@ -48,6 +60,10 @@ class MoodEntry(PatientRecord, Base):
     energy: Mapped[int | None]
     sleep_hours: Mapped[float | None] = mapped_column(Float)
     note: Mapped[str | None] = mapped_column(Text)
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("treatment_sessions.id", ondelete="SET NULL")
+    )
+    phase: Mapped[str | None] = mapped_column(String(8))
     # Position in the patient's change feed (models.sync); rises on every change.
     change_seq: Mapped[int]
 
@@ -60,6 +76,8 @@ class MoodEntry(PatientRecord, Base):
         CheckConstraint("anxiety BETWEEN 0 AND 10", name="anxiety_range"),
         CheckConstraint("energy BETWEEN 0 AND 10", name="energy_range"),
         CheckConstraint("sleep_hours BETWEEN 0 AND 24", name="sleep_range"),
+        CheckConstraint("phase IN ('pre', 'post')", name="phase_known"),
+        Index("ix_mood_entries_session", "session_id", "phase"),
     )
 
 
@@ -89,6 +107,8 @@ def _snapshot(entry: MoodEntry) -> dict[str, Any]:
         "energy": entry.energy,
         "sleep_hours": entry.sleep_hours,
         "note": entry.note,
+        "session_id": str(entry.session_id) if entry.session_id else None,
+        "phase": entry.phase,
     }
 
 
@@ -108,6 +128,8 @@ def _new_entry(
         energy=data.get("energy"),
         sleep_hours=data.get("sleep_hours"),
         note=data.get("note"),
+        session_id=data.get("session_id"),
+        phase=data.get("phase"),
         fingerprint=fingerprint(data),
         idempotency_key=idempotency_key,
     )
@@ -121,9 +143,20 @@ def create_entry(
     patient_id: uuid.UUID,
     actor_id: uuid.UUID,
     data: Mapping[str, Any],
+    rules: RuleSet,
     idempotency_key: str | None = None,
 ) -> tuple[MoodEntry, bool]:
-    """Store one entry, or return the stored one for a replay; (entry, created?)."""
+    """Store one entry, or return the stored one for a replay; (entry, created?).
+
+    A new entry may raise a post_session_drop alert, in the same transaction.
+    """
+    check_session_link(
+        db=db,
+        patient_id=patient_id,
+        session_id=data.get("session_id"),
+        phase=data.get("phase"),
+        occurred_at=data["occurred_at"],
+    )
     entry = _new_entry(
         patient_id=patient_id, actor_id=actor_id, data=data, idempotency_key=idempotency_key
     )
@@ -131,9 +164,12 @@ def create_entry(
     def number_it() -> None:
         entry.change_seq = take_change_numbers(db=db, patient_id=patient_id)
 
-    return insert_once(
+    stored, created = insert_once(
         db=db, record=entry, idempotency_key=idempotency_key, before_insert=number_it
     )
+    if created:
+        post_session_drop_alerts(db=db, patient_id=patient_id, entries=[stored], rules=rules)
+    return stored, created
 
 
 @dataclass
@@ -153,6 +189,7 @@ def create_entries(
     patient_id: uuid.UUID,
     actor_id: uuid.UUID,
     items: Sequence[tuple[int, Mapping[str, Any]]],
+    rules: RuleSet,
 ) -> dict[int, BatchResult]:
     """Store many valid entries in one round trip where possible; a result per index.
 
@@ -171,6 +208,17 @@ def create_entries(
         else {}
     )
     for index, data in items:
+        try:
+            check_session_link(
+                db=db,
+                patient_id=patient_id,
+                session_id=data.get("session_id"),
+                phase=data.get("phase"),
+                occurred_at=data["occurred_at"],
+            )
+        except RuleViolation as invalid:
+            results[index] = BatchResult(index, 422, errors=invalid.errors, detail=invalid.detail)
+            continue
         entry = _new_entry(
             patient_id=patient_id, actor_id=actor_id, data=data, idempotency_key=None
         )
@@ -200,11 +248,18 @@ def create_entries(
                 db.execute(insert(MoodEntry), [_row(entry) for _, entry in fresh])
             for index, entry in fresh:
                 results[index] = BatchResult(index, 201, entry)
+            post_session_drop_alerts(
+                db=db, patient_id=patient_id, entries=[e for _, e in fresh], rules=rules
+            )
         except IntegrityError:
             for index, entry in fresh:
                 try:
                     stored_entry, created = create_entry(
-                        db=db, patient_id=patient_id, actor_id=actor_id, data=_data_of(entry)
+                        db=db,
+                        patient_id=patient_id,
+                        actor_id=actor_id,
+                        data=_data_of(entry),
+                        rules=rules,
                     )
                     results[index] = BatchResult(index, 201 if created else 200, stored_entry)
                 except Conflict as clash:
@@ -235,6 +290,8 @@ def _data_of(entry: MoodEntry) -> dict[str, Any]:
         "energy": entry.energy,
         "sleep_hours": entry.sleep_hours,
         "note": entry.note,
+        "session_id": entry.session_id,
+        "phase": entry.phase,
     }
 
 
@@ -262,6 +319,11 @@ def update_entry(
     *, db: Session, entry: MoodEntry, actor_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> MoodEntry:
     """Apply a partial change, keeping the prior version."""
+    merged = {
+        name: changes.get(name, getattr(entry, name))
+        for name in ("session_id", "phase", "occurred_at")
+    }
+    check_session_link(db=db, patient_id=entry.patient_id, **merged)
     # Number first: the counter statement autoflushes, and one UPDATE means one version.
     change_seq = take_change_numbers(db=db, patient_id=entry.patient_id)
     _keep_history(db=db, entry=entry, actor_id=actor_id, change="update")

@@ -27,6 +27,14 @@ class MoodEntryIn(Schema):
     energy = _scale(allow_none=True, metadata={"description": "0 none to 10 most"})
     sleep_hours = StrictNumber(allow_none=True, validate=validate.Range(min=0, max=24))
     note = note_field(allow_none=True)
+    session_id = fields.UUID(
+        allow_none=True, metadata={"description": "A session of this patient; needs phase."}
+    )
+    phase = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(["pre", "post"]),
+        metadata={"description": "pre: before the session starts; post: after."},
+    )
 
 
 class MoodEntryUpdate(Schema):
@@ -38,6 +46,14 @@ class MoodEntryUpdate(Schema):
     energy = _scale(allow_none=True)
     sleep_hours = StrictNumber(allow_none=True, validate=validate.Range(min=0, max=24))
     note = note_field(allow_none=True)
+    session_id = fields.UUID(
+        allow_none=True, metadata={"description": "A session of this patient; needs phase."}
+    )
+    phase = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(["pre", "post"]),
+        metadata={"description": "pre: before the session starts; post: after."},
+    )
 
 
 class MoodEntryOut(Schema):
@@ -55,6 +71,8 @@ class MoodEntryOut(Schema):
     energy = fields.Integer(required=True, allow_none=True)
     sleep_hours = fields.Float(required=True, allow_none=True)
     note = fields.String(required=True, allow_none=True)
+    session_id = fields.UUID(required=True, allow_none=True)
+    phase = fields.String(required=True, allow_none=True)
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
     version = fields.Integer(required=True)
@@ -118,8 +136,8 @@ class BatchItemOut(Schema):
             "description": "201 stored, 200 already stored (replay), 409 id clash, 422 invalid"
         },
     )
-    entry = fields.Nested(MoodEntryOut, allow_none=True)
-    problem = fields.Nested(BatchProblemOut, allow_none=True)
+    entry = fields.Nested(MoodEntryOut, required=True, allow_none=True)
+    problem = fields.Nested(BatchProblemOut, required=True, allow_none=True)
 
 
 class MoodEntryBatchOut(Schema):

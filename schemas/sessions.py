@@ -27,7 +27,10 @@ class SessionIn(Schema):
     dose_mg = StrictNumber(
         allow_none=True,
         validate=validate.Range(min=0, min_inclusive=False, max=5000),
-        metadata={"description": "Required once completed; esketamine 28, 56 or 84."},
+        metadata={
+            "description": "Required once completed; esketamine 28, 56 or 84.",
+            "exclusiveMinimum": True,
+        },
     )
     weight_kg = StrictNumber(allow_none=True, validate=validate.Range(min=20, max=350))
     setting = fields.Enum(Setting, by_value=True, required=True)
@@ -46,7 +49,9 @@ class SessionUpdate(Schema):
     drug = fields.Enum(Drug, by_value=True)
     route = fields.Enum(Route, by_value=True)
     dose_mg = StrictNumber(
-        allow_none=True, validate=validate.Range(min=0, min_inclusive=False, max=5000)
+        allow_none=True,
+        validate=validate.Range(min=0, min_inclusive=False, max=5000),
+        metadata={"exclusiveMinimum": True},
     )
     weight_kg = StrictNumber(allow_none=True, validate=validate.Range(min=20, max=350))
     setting = fields.Enum(Setting, by_value=True)

@@ -87,8 +87,8 @@ class ContractClient(FlaskClient):
 
 def _openapi_validator() -> Any:
     from openapi_core import Config, OpenAPI
-    from openapi_core.deserializing.media_types.util import json_loads
     from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+    from openapi_core.deserializing.media_types.util import json_loads
     from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())

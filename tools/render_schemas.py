@@ -29,6 +29,7 @@ OPENAPI_VERSION = "3.0.3"
 
 # Schemas openapi.yaml references; bases such as PageOut are left out unless used directly.
 CONTRACT_SCHEMAS = (
+    "DueListOut",
     "RegisterIn",
     "LoginIn",
     "RefreshIn",
@@ -45,6 +46,25 @@ CONTRACT_SCHEMAS = (
     "PersonOut",
     "CareLinkOut",
     "CareLinkListOut",
+    "MoodEntryIn",
+    "MoodEntryUpdate",
+    "MoodEntryOut",
+    "MoodEntryListOut",
+    "MoodEntrySyncOut",
+    "MoodEntryBatchIn",
+    "MoodEntryBatchOut",
+    "SessionIn",
+    "SessionUpdate",
+    "SessionOut",
+    "SessionListOut",
+    "ObservationIn",
+    "ObservationOut",
+    "ObservationListOut",
+    "AssessmentIn",
+    "AssessmentOut",
+    "AssessmentListOut",
+    "InstrumentOut",
+    "InstrumentListOut",
 )
 
 

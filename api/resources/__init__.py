@@ -24,7 +24,16 @@ class ProblemApi(Api):
 
 def build_api(app: Flask) -> Api:
     """Register every namespace on the app."""
-    from api.resources import accounts, assessments, care, instruments, mood, patients, sessions
+    from api.resources import (
+        accounts,
+        assessments,
+        care,
+        due,
+        instruments,
+        mood,
+        patients,
+        sessions,
+    )
 
     # add_specs only takes effect through init_app (flask-restx 1.3): no Swagger 2.0 route.
     api = ProblemApi(prefix=API_PREFIX, doc=False, catch_all_404s=False)
@@ -36,6 +45,7 @@ def build_api(app: Flask) -> Api:
         patients.ns,
         mood.ns,
         sessions.ns,
+        due.ns,
         assessments.ns,
         instruments.ns,
     ):

@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from api.auth import current_principal, require_auth, resolve_patient_for_write, resolve_patient_id
-from api.db import get_db
+from api.db import get_db, settings
 from api.errors import from_validation, not_found, validation_error
 from api.http import (
     empty_response,
@@ -63,6 +63,8 @@ def entry_data(entry: MoodEntry) -> dict[str, Any]:
         "energy": entry.energy,
         "sleep_hours": entry.sleep_hours,
         "note": entry.note,
+        "session_id": entry.session_id,
+        "phase": entry.phase,
         "created_at": entry.created_at,
         "updated_at": entry.updated_at,
         "version": entry.version,
@@ -75,7 +77,7 @@ def entry_view(entry: MoodEntry) -> dict[str, Any]:
 
 
 def idempotency_key() -> str | None:
-    """The Idempotency-Key header, if any; 422 when it is not 1–255 visible ASCII."""
+    """The Idempotency-Key header, if any; 422 when it is not 1 to 255 visible ASCII."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -105,6 +107,7 @@ class MoodEntries(Resource):
             patient_id=pid,
             actor_id=current_principal().user.id,
             data=data,
+            rules=settings().rules,
             idempotency_key=key,
         )
         db.commit()
@@ -189,7 +192,11 @@ class MoodEntryBatch(Resource):
                 }
         db = get_db()
         outcomes = create_entries(
-            db=db, patient_id=pid, actor_id=current_principal().user.id, items=valid
+            db=db,
+            patient_id=pid,
+            actor_id=current_principal().user.id,
+            items=valid,
+            rules=settings().rules,
         )
         db.commit()
         results = []
@@ -203,6 +210,13 @@ class MoodEntryBatch(Resource):
             problem = None
             if outcome.status == 409:
                 problem = {"status": 409, "title": "Conflict", "detail": outcome.detail or ""}
+            elif outcome.status == 422:
+                problem = {
+                    "status": 422,
+                    "title": "Validation failed",
+                    "detail": outcome.detail or "",
+                    "errors": outcome.errors or {},
+                }
             results.append(
                 {
                     "index": index,
