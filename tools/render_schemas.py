@@ -29,6 +29,9 @@ OPENAPI_VERSION = "3.0.3"
 
 # Schemas openapi.yaml references; bases such as PageOut are left out unless used directly.
 CONTRACT_SCHEMAS = (
+    "TrendOut",
+    "EffectOut",
+    "CourseOut",
     "DueListOut",
     "RegisterIn",
     "LoginIn",

@@ -33,6 +33,7 @@ def build_api(app: Flask) -> Api:
         mood,
         patients,
         sessions,
+        trends,
     )
 
     # add_specs only takes effect through init_app (flask-restx 1.3): no Swagger 2.0 route.
@@ -48,6 +49,7 @@ def build_api(app: Flask) -> Api:
         due.ns,
         assessments.ns,
         instruments.ns,
+        trends.ns,
     ):
         api.add_namespace(namespace)
     api.init_app(app, add_specs=False)

@@ -1,0 +1,182 @@
+"""Trends, session effects and the course summary (analytics.md)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+from flask import Response, request
+from flask_restx import Namespace, Resource
+
+from api.auth import require_auth, resolve_patient_id
+from api.db import get_db, settings
+from api.errors import ApiError, not_found, validation_error
+from api.http import json_response
+from models.accounts import Role
+from models.analytics import (
+    BUCKETS,
+    METRICS,
+    completed_sessions,
+    effects,
+    rolling7,
+    series,
+    slope_per_week,
+    summary,
+)
+from models.sessions import SessionStatus, get_session
+from schemas.analytics import CourseOut, EffectOut, TrendOut
+
+ns = Namespace("trends", path="/patients", description="Trend reports")
+_trend_out, _effect_out, _course_out = TrendOut(), EffectOut(), CourseOut()
+
+
+def metric_arg(default: str | None = None) -> str:
+    """``metric`` query parameter: one of the known metrics, else 422."""
+    metric = request.args.get("metric", default)
+    if metric not in METRICS:
+        raise validation_error({"metric": [f"Must be one of: {', '.join(METRICS)}."]})
+    return metric
+
+
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise validation_error({name: ["Must be a date, YYYY-MM-DD."]}) from None
+
+
+def date_range() -> tuple[date | None, date | None]:
+    """``from`` and ``to`` local dates, both inclusive; from after to is 422."""
+    date_from, date_to = _date_arg("from"), _date_arg("to")
+    if date_from and date_to and date_from > date_to:
+        raise validation_error({"from": ["Must not be after `to`."]})
+    return date_from, date_to
+
+
+@ns.route("/<patient_id>/trends")
+class Trends(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str) -> Response:
+        """A metric's series, rolling mean, slope and summary."""
+        pid = resolve_patient_id(patient_id)
+        metric = metric_arg()
+        bucket = request.args.get("bucket", "day")
+        if bucket not in BUCKETS:
+            raise validation_error({"bucket": ["Must be day, week or month."]})
+        date_from, date_to = date_range()
+        db = get_db()
+        points = series(
+            db=db,
+            patient_id=pid,
+            metric=metric,
+            bucket=bucket,
+            date_from=date_from,
+            date_to=date_to,
+        )
+        days = (
+            points
+            if bucket == "day"
+            else series(
+                db=db,
+                patient_id=pid,
+                metric=metric,
+                bucket="day",
+                date_from=date_from,
+                date_to=date_to,
+            )
+        )
+        report = summary(
+            db=db,
+            patient_id=pid,
+            metric=metric,
+            rules=settings().rules,
+            date_from=date_from,
+            date_to=date_to,
+        )
+        body = {
+            "metric": metric,
+            "direction": METRICS[metric],
+            "bucket": bucket,
+            "date_from": date_from,
+            "date_to": date_to,
+            "series": [asdict(p) for p in points],
+            "rolling7": [{"date": d, "mean": m} for d, m in rolling7(days)]
+            if bucket == "day"
+            else None,
+            "slope_per_week": slope_per_week(days),
+            "summary": asdict(report),
+        }
+        return json_response(_trend_out.dump(body))
+
+
+@ns.route("/<patient_id>/sessions/<session_id>/effect")
+class SessionEffect(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str, session_id: str) -> Response:
+        """Pre value, windows after the start, deltas and durability of one session."""
+        pid = resolve_patient_id(patient_id)
+        metric = metric_arg("mood")
+        try:
+            sid = uuid.UUID(session_id)
+        except ValueError:
+            raise not_found() from None
+        db = get_db()
+        session = get_session(db=db, patient_id=pid, session_id=sid)
+        if session.status != SessionStatus.completed:
+            raise ApiError(409, "Only a completed session has an effect.", slug="conflict")
+        course = completed_sessions(db=db, patient_id=pid)
+        found = effects(db=db, patient_id=pid, metric=metric, sessions=course)
+        number = next(i for i, s in enumerate(course, start=1) if s.id == sid)
+        effect = found[number - 1]
+        body = {**_effect_fields(effect), "number": number, "direction": METRICS[metric]}
+        return json_response(_effect_out.dump(body))
+
+
+def _effect_fields(effect: Any) -> dict[str, Any]:
+    fields = asdict(effect)
+    fields["windows"] = [asdict(w) for w in effect.windows]
+    return fields
+
+
+@ns.route("/<patient_id>/course")
+class Course(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str) -> Response:
+        """Sessions completed, PHQ-9 and mood outcomes, and each session's mood effect."""
+        pid = resolve_patient_id(patient_id)
+        db = get_db()
+        rules = settings().rules
+        course = completed_sessions(db=db, patient_id=pid)
+        mood_effects = effects(db=db, patient_id=pid, metric="mood", sessions=course)
+        rows = []
+        for number, (session, effect) in enumerate(zip(course, mood_effects, strict=True), start=1):
+            windows = {w.name: w.value for w in effect.windows}
+            rows.append(
+                {
+                    "number": number,
+                    "session_id": session.id,
+                    "started_at": session.started_at,
+                    "drug": session.drug.value,
+                    "route": session.route.value,
+                    "dose_mg": session.dose_mg,
+                    "dose_mg_per_kg": session.dose_mg_per_kg,
+                    "pre": effect.pre,
+                    "acute": windows["acute"],
+                    "day1": windows["day1"],
+                    "day7": windows["day7"],
+                    "durability_days": effect.durability_days,
+                    "relapsed": effect.relapsed,
+                }
+            )
+        body = {
+            "sessions_completed": len(course),
+            "phq9": asdict(summary(db=db, patient_id=pid, metric="phq9", rules=rules)),
+            "mood": asdict(summary(db=db, patient_id=pid, metric="mood", rules=rules)),
+            "sessions": rows,
+        }
+        return json_response(_course_out.dump(body))

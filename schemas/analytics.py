@@ -1,0 +1,125 @@
+"""Trend, effect and course reports on the wire."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+
+class BucketOut(Schema):
+    """One bucket of a series."""
+
+    start = fields.Date(
+        required=True, metadata={"description": "The local date, ISO week's Monday or month's 1st."}
+    )
+    mean = fields.Float(required=True)
+    n = fields.Integer(required=True)
+    min = fields.Float(required=True)
+    max = fields.Float(required=True)
+
+
+class RollingOut(Schema):
+    """The 7-day rolling mean at one day."""
+
+    date = fields.Date(required=True)
+    mean = fields.Float(required=True)
+
+
+class SummaryOut(Schema):
+    """Baseline, current and the outcome labels; a label is null where inputs are missing."""
+
+    metric = fields.String(required=True)
+    direction = fields.String(
+        required=True, metadata={"description": "up: higher is better; down: lower is better"}
+    )
+    baseline = fields.Float(required=True, allow_none=True)
+    current = fields.Float(required=True, allow_none=True)
+    change = fields.Float(required=True, allow_none=True)
+    percent_change = fields.Float(required=True, allow_none=True)
+    improvement = fields.Float(required=True, allow_none=True)
+    response = fields.Boolean(required=True, allow_none=True)
+    remission = fields.Boolean(required=True, allow_none=True)
+    reliable_improvement = fields.Boolean(required=True, allow_none=True)
+    band = fields.String(required=True, allow_none=True)
+    latest_value = fields.Float(required=True, allow_none=True)
+    latest_at = fields.AwareDateTime(required=True, allow_none=True)
+    ruleset_version = fields.String(required=True)
+
+
+class TrendOut(Schema):
+    """A metric over time for one patient."""
+
+    metric = fields.String(required=True)
+    direction = fields.String(required=True)
+    bucket = fields.String(required=True)
+    date_from = fields.Date(required=True, allow_none=True, data_key="from")
+    date_to = fields.Date(required=True, allow_none=True, data_key="to")
+    series = fields.List(fields.Nested(BucketOut), required=True)
+    rolling7 = fields.List(
+        fields.Nested(RollingOut),
+        required=True,
+        allow_none=True,
+        metadata={"description": "Day buckets only; null for week and month."},
+    )
+    slope_per_week = fields.Float(required=True, allow_none=True)
+    summary = fields.Nested(SummaryOut, required=True)
+
+
+class WindowOut(Schema):
+    """One window after the session's start."""
+
+    name = fields.String(required=True, metadata={"description": "acute, day1, day3 or day7"})
+    start = fields.AwareDateTime(required=True, metadata={"description": "Exclusive."})
+    end = fields.AwareDateTime(required=True, metadata={"description": "Inclusive."})
+    value = fields.Float(required=True, allow_none=True)
+    n = fields.Integer(required=True)
+    delta = fields.Float(required=True, allow_none=True)
+    improvement = fields.Float(required=True, allow_none=True)
+
+
+class EffectOut(Schema):
+    """How much one completed session helped on one metric, and for how long."""
+
+    session_id = fields.UUID(required=True)
+    number = fields.Integer(required=True)
+    metric = fields.String(required=True)
+    direction = fields.String(required=True)
+    started_at = fields.AwareDateTime(required=True)
+    span_end = fields.AwareDateTime(
+        required=True, allow_none=True, metadata={"description": "Next completed session."}
+    )
+    pre = fields.Float(required=True, allow_none=True)
+    pre_source = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "linked (pre check-ins) or last_24h (last before the start)"},
+    )
+    windows = fields.List(fields.Nested(WindowOut), required=True)
+    durability_days = fields.Integer(required=True, allow_none=True)
+    relapsed = fields.Boolean(required=True, allow_none=True)
+
+
+class CourseSessionOut(Schema):
+    """One completed session in the course, with its mood effect."""
+
+    number = fields.Integer(required=True)
+    session_id = fields.UUID(required=True)
+    started_at = fields.AwareDateTime(required=True)
+    drug = fields.String(required=True)
+    route = fields.String(required=True)
+    dose_mg = fields.Float(required=True, allow_none=True)
+    dose_mg_per_kg = fields.Float(required=True, allow_none=True)
+    pre = fields.Float(required=True, allow_none=True)
+    acute = fields.Float(required=True, allow_none=True)
+    day1 = fields.Float(required=True, allow_none=True)
+    day7 = fields.Float(required=True, allow_none=True)
+    durability_days = fields.Integer(required=True, allow_none=True)
+    relapsed = fields.Boolean(required=True, allow_none=True)
+
+
+class CourseOut(Schema):
+    """The treatment course at a glance."""
+
+    sessions_completed = fields.Integer(required=True)
+    phq9 = fields.Nested(SummaryOut, required=True)
+    mood = fields.Nested(SummaryOut, required=True)
+    sessions = fields.List(fields.Nested(CourseSessionOut), required=True)
