@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from models.accounts import Role
-from schemas.common import PageOut, TimeZoneField, display_name_field, password_field
+from schemas.common import TimeZoneField, display_name_field, password_field
 
 
 class RegisterIn(Schema):
@@ -94,7 +94,42 @@ class PatientOut(Schema):
     )
 
 
-class PatientListOut(PageOut):
-    """One page of linked patients."""
+class CohortRowOut(Schema):
+    """One linked patient at a glance (analytics.md cohort row)."""
 
-    items = fields.List(fields.Nested(PatientOut), required=True)
+    id = fields.UUID(required=True)
+    display_name = fields.String(required=True)
+    timezone = fields.String(required=True)
+    linked_since = fields.AwareDateTime(required=True)
+    latest_phq9 = fields.Integer(required=True, allow_none=True)
+    latest_phq9_band = fields.String(required=True, allow_none=True)
+    latest_phq9_date = fields.Date(
+        required=True, allow_none=True, metadata={"description": "The patient's local date."}
+    )
+    phq9_baseline = fields.Float(required=True, allow_none=True)
+    phq9_current = fields.Float(required=True, allow_none=True)
+    phq9_change = fields.Float(required=True, allow_none=True)
+    response = fields.Boolean(required=True, allow_none=True)
+    remission = fields.Boolean(required=True, allow_none=True)
+    sessions_completed = fields.Integer(required=True)
+    last_session_start = fields.AwareDateTime(required=True, allow_none=True)
+    last_entry_at = fields.AwareDateTime(required=True, allow_none=True)
+    adherence_14d = fields.Float(
+        required=True,
+        metadata={"description": "Days with a mood entry among the last 14 local dates, / 14."},
+    )
+    open_alerts = fields.Integer(required=True)
+    needs_attention = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "An open alert, or no mood entry for 3 days while a session "
+            "was completed in the last 30."
+        },
+    )
+
+
+class CohortOut(Schema):
+    """One page of the clinician's cohort."""
+
+    items = fields.List(fields.Nested(CohortRowOut), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)

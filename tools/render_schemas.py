@@ -43,7 +43,7 @@ CONTRACT_SCHEMAS = (
     "UserCreateIn",
     "UserUpdate",
     "PatientOut",
-    "PatientListOut",
+    "CohortOut",
     "InviteOut",
     "CareLinkIn",
     "PersonOut",

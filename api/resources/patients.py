@@ -2,52 +2,65 @@
 
 from __future__ import annotations
 
-from flask import Response
+from dataclasses import asdict
+
+from flask import Response, request
 from flask_restx import Namespace, Resource
 from sqlalchemy import select
 
 from api.auth import current_principal, require_auth, resolve_patient_id
-from api.db import get_db
-from api.errors import not_found
-from api.http import json_response, keyset_page
+from api.db import get_db, settings
+from api.errors import not_found, validation_error
+from api.http import decode_cursor, encode_cursor, json_response, page_limit
 from models.accounts import Role, User
+from models.base import utcnow
 from models.care import CareLink
-from schemas.accounts import PatientListOut, PatientOut
+from models.cohort import SORTS, cohort_page
+from schemas.accounts import CohortOut, PatientOut
 
 ns = Namespace("patients", path="/patients", description="Patients")
-_patient_out, _patient_list_out = PatientOut(), PatientListOut()
+_patient_out, _cohort_out = PatientOut(), CohortOut()
 
 
 @ns.route("")
 class Patients(Resource):
     @require_auth(Role.clinician)
     def get(self) -> Response:
-        """The caller's linked patients, most recently linked first."""
-        stmt = (
-            select(User, CareLink.created_at)
-            .join(CareLink, CareLink.patient_id == User.id)
-            .where(
-                CareLink.clinician_id == current_principal().user.id,
-                CareLink.ended_at.is_(None),
+        """The cohort: one summary row per linked patient, sortable, filterable, paged."""
+        sort = request.args.get("sort", "-open_alerts")
+        if sort.lstrip("-") not in SORTS:
+            raise validation_error(
+                {"sort": [f"Must be one of {', '.join(SORTS)}, with - for descending."]}
             )
-            .order_by(CareLink.created_at.desc(), User.id.desc())
+        raw_attention = request.args.get("needs_attention")
+        if raw_attention not in (None, "true", "false"):
+            raise validation_error({"needs_attention": ["Must be true or false."]})
+        attention = None if raw_attention is None else raw_attention == "true"
+        limit = page_limit()
+        # The cohort is ordered by computed columns, so the cursor is a position in it.
+        cursor = decode_cursor(arity=3)
+        offset = 0
+        if cursor is not None:
+            if (
+                cursor[1:] != [sort, raw_attention]
+                or not isinstance(cursor[0], int)
+                or (cursor[0] < 0)
+            ):
+                raise validation_error({"cursor": ["Not a cursor for this sort and filter."]})
+            offset = cursor[0]
+        rows, more = cohort_page(
+            db=get_db(),
+            clinician_id=current_principal().user.id,
+            now=utcnow(),
+            rules=settings().rules,
+            sort=sort,
+            needs_attention=attention,
+            offset=offset,
+            limit=limit,
         )
-        rows, next_cursor = keyset_page(
-            get_db(),
-            stmt,
-            keys=(CareLink.created_at, User.id),
-            key_of=lambda row: (row[1], row[0].id),
-        )
-        items = [
-            {
-                "id": user.id,
-                "display_name": user.display_name,
-                "timezone": user.timezone,
-                "linked_since": since,
-            }
-            for user, since in rows
-        ]
-        return json_response(_patient_list_out.dump({"items": items, "next_cursor": next_cursor}))
+        items = [{**asdict(row), "id": row.patient_id} for row in rows]
+        next_cursor = encode_cursor([offset + limit, sort, raw_attention]) if more else None
+        return json_response(_cohort_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
 @ns.route("/<patient_id>")
