@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
+from api.audit import note_patients
 from api.db import get_db
 from api.errors import ApiError, not_found, unauthorized
 from api.tokens import AccessClaims, TokenRejected
@@ -88,6 +89,7 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
     if raw == "me":
         if principal.role != Role.patient:
             raise not_found()
+        note_patients([principal.user.id])
         return principal.user.id
     try:
         patient_id = uuid.UUID(raw)
@@ -95,6 +97,7 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
         raise not_found() from None
     if not can_see_patient(db=get_db(), viewer=principal.user, patient_id=patient_id):
         raise not_found()
+    note_patients([patient_id])
     return patient_id
 
 

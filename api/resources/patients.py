@@ -8,6 +8,7 @@ from flask import Response, request
 from flask_restx import Namespace, Resource
 from sqlalchemy import select
 
+from api.audit import note_patients
 from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db, settings
 from api.errors import not_found, validation_error
@@ -58,6 +59,7 @@ class Patients(Resource):
             offset=offset,
             limit=limit,
         )
+        note_patients(row.patient_id for row in rows)
         items = [{**asdict(row), "id": row.patient_id} for row in rows]
         next_cursor = encode_cursor([offset + limit, sort, raw_attention]) if more else None
         return json_response(_cohort_out.dump({"items": items, "next_cursor": next_cursor}))

@@ -1,0 +1,188 @@
+"""The audit mechanism every request passes through.
+
+- Writes: when the request's session commits, a ``before_commit`` hook adds the audit rows
+  to that same transaction, so a write and its audit record land together or not at all.
+- Reads of health data: after the view, the rows are written and committed; if that
+  fails, the read answers 503 instead of the data.
+- Failures of auth and denied access to a patient are recorded by the error handler.
+Views only say which patients a request touched (``resolve_patient_id`` does it for every
+patient-scoped route; lists call ``note_patients``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from models.accounts import User
+from models.audit import Entry, record
+
+log = logging.getLogger("moodtrack")
+
+ACTIONS = {"GET": "read", "POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}
+# Endpoints whose action has a name of its own (auth and care-team events).
+NAMED_ACTIONS = {
+    ("POST", "/auth/register"): "register",
+    ("POST", "/auth/login"): "login",
+    ("POST", "/auth/refresh"): "refresh",
+    ("POST", "/auth/logout"): "logout",
+    ("POST", "/me/password"): "password_change",
+    ("POST", "/invites"): "invite_created",
+    ("POST", "/care-links"): "link_created",
+    ("DELETE", "/care-links/<link_id>"): "link_ended",
+    ("GET", "/me/export"): "export",
+    ("DELETE", "/me"): "erase",
+    ("POST", "/alerts/<alert_id>/acknowledge"): "acknowledge",
+}
+API_PREFIX = "/api/v1"
+
+
+def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
+    """Say that this request reads or changes these patients' data."""
+    noted: list[uuid.UUID] = g.setdefault("audit_patients", [])
+    for pid in patient_ids:
+        if pid not in noted:
+            noted.append(pid)
+
+
+def note_actor(user: User) -> None:
+    """Say who acted when no bearer token did (login, register)."""
+    g.audit_actor = user
+
+
+def _route() -> str | None:
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    if rule is None or not rule.startswith(API_PREFIX):
+        return None
+    return rule[len(API_PREFIX) :]
+
+
+def _resource(route: str) -> tuple[str, str | None]:
+    """('mood-entries', '<id>') from '/patients/<patient_id>/mood-entries/<entry_id>'."""
+    parts = [p for p in route.split("/") if p]
+    statics = [p for p in parts if not p.startswith("<")]
+    resource_type = statics[-1] if statics else "api"
+    resource_id = None
+    if parts and parts[-1].startswith("<") and parts[-1] != "<patient_id>":
+        resource_id = str((request.view_args or {}).get(parts[-1][1:-1], ""))[:64] or None
+    return resource_type, resource_id
+
+
+def _entries(outcome: str, *, created_id: str | None = None) -> list[Entry]:
+    route = _route()
+    if route is None:
+        return []
+    action = NAMED_ACTIONS.get((request.method, route), ACTIONS.get(request.method, "other"))
+    resource_type, resource_id = _resource(route)
+    principal = g.get("principal")
+    actor = principal.user if principal is not None else g.get("audit_actor")
+    common = {
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id or created_id,
+        "outcome": outcome,
+        "actor_id": actor.id if actor is not None else None,
+        "actor_role": actor.role.value if actor is not None else None,
+        "request_id": g.get("request_id"),
+        "client_address": (request.remote_addr or "")[:64] or None,
+    }
+    patients = g.get("audit_patients") or [None]
+    return [Entry(patient_id=pid, **common) for pid in patients]
+
+
+def _is_read_of_health_data() -> bool:
+    route = _route()
+    return request.method == "GET" and (bool(g.get("audit_patients")) or route == "/me/export")
+
+
+def _before_commit(session: Session) -> None:
+    """Add this request's write to the audit trail, inside the same transaction."""
+    if not has_request_context() or g.get("db") is not session:
+        return
+    if request.method == "GET" or g.get("audit_written"):
+        return
+    outcome = session.info.pop("audit_outcome", "success")
+    created = session.info.pop("audit_created_id", None)
+    entries = _entries(outcome, created_id=created)
+    if entries:
+        g.audit_written = True
+        record(db=session, entries=entries)
+        session.flush()
+
+
+def _after_flush(session: Session, _context: Any) -> None:
+    """Remember the id of a record this request created, for its audit row."""
+    if "audit_created_id" in session.info:
+        return
+    for obj in session.new:
+        if hasattr(obj, "patient_id") or isinstance(obj, User):
+            session.info["audit_created_id"] = str(obj.id)
+            if isinstance(obj, User) and has_request_context() and g.get("audit_actor") is None:
+                g.audit_actor = obj
+            return
+
+
+def record_failure(status: int) -> None:
+    """Audit a refused auth attempt or a denied access to a patient (error handler)."""
+    if not has_request_context() or g.get("audit_written"):
+        return
+    route = _route()
+    if route is None:
+        return
+    auth_route = (request.method, route) in NAMED_ACTIONS and route.startswith("/auth/")
+    denied = (
+        status in (403, 404)
+        and g.get("principal") is not None
+        and ("patient_id" in (request.view_args or {}))
+    )
+    if not (auth_route and status in (401, 429)) and not denied:
+        return
+    from api.db import get_db
+
+    db = get_db()
+    try:
+        record(db=db, entries=_entries("failure" if auth_route else "denied"))
+        db.commit()
+        g.audit_written = True
+    except SQLAlchemyError:
+        db.rollback()
+        log.error("audit write failed", extra={"fields": {"request_id": g.get("request_id")}})
+
+
+def install_audit(app: Flask) -> None:
+    """Hook the audit trail into sessions and responses."""
+    if not event.contains(Session, "before_commit", _before_commit):
+        event.listen(Session, "before_commit", _before_commit)
+        event.listen(Session, "after_flush", _after_flush)
+
+    @app.after_request
+    def _audit_reads(response: Response) -> Response:
+        if response.status_code >= 400 or not _is_read_of_health_data():
+            return response
+        from api.db import get_db
+        from api.errors import ApiError, problem_response
+
+        db = get_db()
+        try:
+            record(db=db, entries=_entries("success"))
+            db.commit()
+        except SQLAlchemyError:
+            db.rollback()
+            log.error("audit write failed", extra={"fields": {"request_id": g.get("request_id")}})
+            # No audit record, no data: the read is refused rather than left unrecorded.
+            return problem_response(
+                ApiError(
+                    503,
+                    "The request could not be recorded; try again.",
+                    slug="unavailable",
+                    headers={"Retry-After": "5"},
+                )
+            )
+        return response

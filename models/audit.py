@@ -1,0 +1,126 @@
+"""The audit trail: who read or changed whose data, when, from where, with what outcome.
+
+Audit rows never hold a user id. They hold pseudonyms, and ``audit_subjects`` maps each
+user to theirs. Erasing a user deletes the mapping (by cascade), which pseudonymises every
+audit row about them without updating a single one: the application only ever INSERTs
+into ``audit_events`` (on PostgreSQL a role without UPDATE or DELETE enforces it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, utcnow
+
+
+class AuditSubject(Base):
+    """The pseudonym that stands for one user in the audit trail."""
+
+    __tablename__ = "audit_subjects"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    pseudonym: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+
+
+class AuditEvent(Base):
+    """One audited action. Append-only."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(sqlite.INTEGER(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[uuid.UUID | None] = mapped_column(comment="pseudonym of the acting user")
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    patient: Mapped[uuid.UUID | None] = mapped_column(comment="pseudonym of the patient")
+    action: Mapped[str] = mapped_column(String(32))
+    resource_type: Mapped[str] = mapped_column(String(48))
+    resource_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_events_patient_at", "patient", "at"),
+        Index("ix_audit_events_actor_at", "actor", "at"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What to record; user ids here are real ids, turned into pseudonyms on write."""
+
+    action: str
+    resource_type: str
+    resource_id: str | None
+    outcome: str
+    actor_id: uuid.UUID | None
+    actor_role: str | None
+    patient_id: uuid.UUID | None
+    request_id: str | None
+    client_address: str | None
+
+
+def pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The pseudonym of each user, created on first use (race-safe upsert)."""
+    from models.accounts import User
+
+    # Only users that still exist get a pseudonym: the erase event of an account is
+    # recorded after its rows are gone, and then names nobody.
+    wanted = sorted(set(db.scalars(select(User.id).where(User.id.in_(set(user_ids))))))
+    if not wanted:
+        return {}
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    db.execute(
+        insert(AuditSubject)
+        .values([{"user_id": u, "pseudonym": uuid.uuid4()} for u in wanted])
+        .on_conflict_do_nothing(index_elements=[AuditSubject.user_id])
+    )
+    rows = db.execute(
+        select(AuditSubject.user_id, AuditSubject.pseudonym).where(AuditSubject.user_id.in_(wanted))
+    ).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def record(*, db: Session, entries: Iterable[Entry]) -> None:
+    """Add audit rows to the caller's transaction (the caller commits)."""
+    entries = list(entries)
+    if not entries:
+        return
+    ids = {e.actor_id for e in entries if e.actor_id} | {
+        e.patient_id for e in entries if e.patient_id
+    }
+    names = pseudonyms(db=db, user_ids=ids)  # type: ignore[arg-type]
+    # One executemany, whatever the number of rows (a cohort page records 100).
+    now = utcnow()
+    db.execute(
+        insert(AuditEvent),
+        [
+            dict(
+                at=now,
+                actor=names.get(e.actor_id) if e.actor_id else None,
+                actor_role=e.actor_role,
+                patient=names.get(e.patient_id) if e.patient_id else None,
+                action=e.action,
+                resource_type=e.resource_type,
+                resource_id=e.resource_id,
+                outcome=e.outcome,
+                request_id=e.request_id,
+                client_address=e.client_address,
+            )
+            for e in entries
+        ],
+    )
