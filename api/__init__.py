@@ -7,12 +7,16 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
+from flask_limiter import Limiter
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api.audit import install_audit
 from api.config import Settings, load_settings
 from api.db import close_db, make_engine, make_session_factory
 from api.errors import handle_any
+from api.limits import init_limiter
 from api.logs import configure_logging, install_request_hooks
 from api.tokens import TokenService
 from models.passwords import Passwords
@@ -29,6 +33,7 @@ class Services:
     session_factory: sessionmaker[Session]
     tokens: TokenService
     passwords: Passwords
+    limiter: Limiter | None = None
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -71,4 +76,14 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_error_handler(Exception, handle_any)
     app.teardown_appcontext(close_db)
     install_request_hooks(app)
+    # After the request-id hook, so a 429 carries its request id like any other error.
+    app.extensions["moodtrack"].limiter = init_limiter(app, settings)
+    # Registered last so it runs first: it may still replace a read with a 503.
+    install_audit(app)
+    if settings.trusted_proxies:
+        # Only behind proxies we run: else a client could forge X-Forwarded-For and pick
+        # the address its limits are counted under.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+        )
     return app

@@ -12,6 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 from models.outcomes import RuleSet
 from models.passwords import Argon2Params
 
@@ -30,6 +32,39 @@ DEFAULT_CRISIS_RESOURCES: tuple[tuple[str, str], ...] = (
 
 class ConfigError(RuntimeError):
     """The environment does not describe a service that may start."""
+
+
+# A limit no test run reaches: Settings built directly (as the tests do) keep the limiter
+# running on every request without ever tripping it; tests of the limits set low ones.
+UNREACHABLE_LIMIT = "1000000/minute"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Abuse limits in Flask-Limiter notation ("10/minute;50/hour") and where they are counted."""
+
+    storage_url: str = "memory://"
+    key_prefix: str = "moodtrack"
+    login_per_address: str = UNREACHABLE_LIMIT
+    login_per_account: str = UNREACHABLE_LIMIT
+    register_per_address: str = UNREACHABLE_LIMIT
+    invites_per_clinician: str = UNREACHABLE_LIMIT
+    writes_per_user: str = UNREACHABLE_LIMIT
+    password_checks_per_user: str = UNREACHABLE_LIMIT
+
+
+# What load_settings() applies when the environment is silent (the README's defaults):
+# (field of RateLimits, environment variable, default).
+RATE_LIMIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("storage_url", "MOODTRACK_RATELIMIT_STORAGE_URL", "memory://"),
+    ("key_prefix", "MOODTRACK_RATELIMIT_KEY_PREFIX", "moodtrack"),
+    ("login_per_address", "MOODTRACK_RATELIMIT_LOGIN_PER_ADDRESS", "30/minute;300/hour"),
+    ("login_per_account", "MOODTRACK_RATELIMIT_LOGIN_PER_ACCOUNT", "10/minute;50/hour"),
+    ("register_per_address", "MOODTRACK_RATELIMIT_REGISTER_PER_ADDRESS", "20/hour;100/day"),
+    ("invites_per_clinician", "MOODTRACK_RATELIMIT_INVITES_PER_CLINICIAN", "30/hour;200/day"),
+    ("writes_per_user", "MOODTRACK_RATELIMIT_WRITES_PER_USER", "120/minute"),
+    ("password_checks_per_user", "MOODTRACK_RATELIMIT_PASSWORD_CHECKS_PER_USER", "10/hour"),
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +86,9 @@ class Settings:
     crisis_text: str = DEFAULT_CRISIS_TEXT
     crisis_resources: tuple[tuple[str, str], ...] = DEFAULT_CRISIS_RESOURCES
     rules: RuleSet = field(default_factory=RuleSet)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    # How many reverse proxies in front of the app set X-Forwarded-For (0: none trusted).
+    trusted_proxies: int = 0
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -138,6 +176,31 @@ def _rules(env: dict[str, str]) -> RuleSet:
     return RuleSet().with_overrides(**overrides)
 
 
+def _rate_limits(env: dict[str, str]) -> RateLimits:
+    """The abuse limits, each checked for Flask-Limiter syntax at start rather than per request."""
+    values: dict[str, str] = {}
+    for name, variable, default in RATE_LIMIT_VARIABLES:
+        value = env.get(variable, "").strip() or default
+        if name not in {"storage_url", "key_prefix"}:
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{variable} must be a rate limit such as '10/minute' or '10/minute;50/hour'"
+                ) from None
+        values[name] = value
+    if not values["storage_url"].startswith(("memory://", "redis://", "rediss://")):
+        raise ConfigError("MOODTRACK_RATELIMIT_STORAGE_URL must be memory:// or a redis:// URL")
+    return RateLimits(**values)
+
+
+def _trusted_proxies(env: dict[str, str]) -> int:
+    value = env.get("MOODTRACK_TRUSTED_PROXIES", "").strip() or "0"
+    if not value.isdigit():
+        raise ConfigError("MOODTRACK_TRUSTED_PROXIES must be a whole number (0 for none)")
+    return int(value)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment; refuse an unsafe production setup."""
     env = dict(os.environ if env is None else env)
@@ -192,4 +255,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         crisis_text=env.get("MOODTRACK_CRISIS_TEXT", DEFAULT_CRISIS_TEXT),
         crisis_resources=_crisis_resources(env.get("MOODTRACK_CRISIS_RESOURCES")),
         rules=_rules(env),
+        rate_limits=_rate_limits(env),
+        trusted_proxies=_trusted_proxies(env),
     )

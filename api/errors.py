@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from api.limits import retry_after_seconds
 from models.errors import (
     Conflict,
     DomainError,
@@ -135,6 +136,16 @@ def _from_http(exc: HTTPException) -> ApiError:
     return ApiError(status, detail, headers=headers)
 
 
+def _rate_limited() -> ApiError:
+    """Flask-Limiter's RateLimitExceeded: 429 with the wait the breached window still needs."""
+    return ApiError(
+        429,
+        "Too many requests; try again after the number of seconds in Retry-After.",
+        slug="too-many-requests",
+        headers={"Retry-After": str(retry_after_seconds())},
+    )
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).description
@@ -150,6 +161,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         return from_validation(exc)
     if isinstance(exc, DomainError):
         return from_domain(exc)
+    if isinstance(exc, HTTPException) and exc.code == 429:
+        return _rate_limited()
     if isinstance(exc, HTTPException):
         return _from_http(exc)
     if isinstance(exc, StaleDataError):
@@ -167,7 +180,10 @@ def _log_unexpected(exc: BaseException) -> None:
     # Type and location only: an exception message may quote stored values.
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if "site-packages" not in f.filename]
-    where = [f"{f.filename.rsplit('/', 2)[-2]}/{f.name}:{f.lineno}" for f in (ours or frames)[-3:]]
+    where = [
+        f"{'/'.join(f.filename.rsplit('/', 2)[-2:-1])}/{f.name}:{f.lineno}"
+        for f in (ours or frames)[-3:]
+    ]
     log.error(
         "unhandled exception",
         extra={"fields": {"exception": type(exc).__name__, "where": where}},
@@ -200,4 +216,8 @@ def handle_any(exc: BaseException) -> Response:
     db = g.get("db")
     if db is not None:
         db.rollback()
-    return problem_response(to_api_error(exc))
+    error = to_api_error(exc)
+    from api.audit import record_failure  # the audit module imports this one
+
+    record_failure(error.status)
+    return problem_response(error)

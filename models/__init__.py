@@ -3,6 +3,7 @@
 from models.accounts import RefreshToken, RevokedAccessToken, Role, TokenFamily, User
 from models.alerts import Alert
 from models.assessments import Assessment, AssessmentVersion
+from models.audit import AuditEvent, AuditSubject
 from models.base import Base
 from models.care import CareLink, Invite
 from models.mood import MoodEntry, MoodEntryVersion
@@ -13,6 +14,8 @@ __all__ = [
     "Alert",
     "Assessment",
     "AssessmentVersion",
+    "AuditEvent",
+    "AuditSubject",
     "Base",
     "CareLink",
     "Invite",

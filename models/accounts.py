@@ -202,6 +202,7 @@ def _record_failed_login(*, db: Session, user: User, now: datetime) -> None:
             .values(locked_until=now + timedelta(seconds=delay))
             .execution_options(synchronize_session=False)
         )
+    db.info["audit_outcome"] = "failure"
     db.commit()
 
 
@@ -246,6 +247,7 @@ def rotate_refresh_token(
         raise InvalidCredentials("The refresh token is invalid.")
     if token.rotated_at is not None:
         family.revoked_at = now
+        db.info["audit_outcome"] = "failure"
         db.commit()
         raise InvalidCredentials("The refresh token is invalid.")
     if token.expires_at <= now:
@@ -259,6 +261,7 @@ def rotate_refresh_token(
     ).rowcount
     if claimed != 1:
         family.revoked_at = now
+        db.info["audit_outcome"] = "failure"
         db.commit()
         raise InvalidCredentials("The refresh token is invalid.")
     return user, family, _issue_refresh_token(db=db, family=family, refresh_ttl=refresh_ttl)

@@ -14,18 +14,26 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     JSON,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
+    Select,
     String,
     Text,
     UniqueConstraint,
     and_,
+    case,
     or_,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
+from models.accounts import User
 from models.base import Base, utcnow, uuid_pk
+from models.care import CareLink
+from models.errors import Conflict, NotFound
 from models.outcomes import RuleSet
 
 if TYPE_CHECKING:
@@ -196,3 +204,82 @@ def _worsening_details(
         "previous_band": previous.band if previous else None,
         "threshold_points": rules.worsening_points,
     }
+
+
+# The inbox puts the most urgent first. A rank, not the name: "high" sorts before "medium"
+# only by accident of the alphabet, and a new priority would break that.
+PRIORITY_RANK = {AlertPriority.high.value: 2, AlertPriority.medium.value: 1}
+priority_rank = case(PRIORITY_RANK, value=Alert.priority, else_=0)
+ALERT_STATUSES = ("open", "acknowledged", "all")
+
+
+def _linked_to(clinician_id: uuid.UUID) -> ColumnElement[bool]:
+    return and_(
+        CareLink.patient_id == Alert.patient_id,
+        CareLink.clinician_id == clinician_id,
+        CareLink.ended_at.is_(None),
+    )
+
+
+def alerts_for_clinician(
+    *, clinician_id: uuid.UUID, status: str, patient_id: uuid.UUID | None = None
+) -> Select[tuple[Alert, str]]:
+    """Alerts of the clinician's linked patients with each patient's display name, in one
+    query, most urgent first, then newest; ``status`` is open, acknowledged or all."""
+    # At most one live link per pair (uq_care_links_active_pair), so the join adds no rows.
+    stmt = (
+        select(Alert, User.display_name)
+        .join(User, User.id == Alert.patient_id)
+        .join(CareLink, _linked_to(clinician_id))
+    )
+    if patient_id is not None:
+        stmt = stmt.where(Alert.patient_id == patient_id)
+    if status == "open":
+        stmt = stmt.where(Alert.acknowledged_at.is_(None))
+    elif status == "acknowledged":
+        stmt = stmt.where(Alert.acknowledged_at.is_not(None))
+    return stmt.order_by(priority_rank.desc(), Alert.created_at.desc(), Alert.id.desc())
+
+
+def acknowledge_alert(
+    *,
+    db: Session,
+    clinician_id: uuid.UUID,
+    alert_id: uuid.UUID,
+    note: str | None,
+    now: datetime,
+) -> tuple[Alert, str]:
+    """Acknowledge an alert once; returns it with its patient's display name.
+
+    404 unless the clinician is linked to the alert's patient now; 409 when already done.
+    """
+    row = db.execute(
+        select(Alert, User.display_name)
+        .join(User, User.id == Alert.patient_id)
+        .join(CareLink, _linked_to(clinician_id))
+        .where(Alert.id == alert_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("No such alert.")
+    alert, display_name = row
+    already = Conflict("This alert has already been acknowledged.")
+    if alert.acknowledged_at is not None:
+        raise already
+    # Conditional update: of two clinicians acknowledging at once, exactly one wins.
+    values = {
+        "acknowledged_at": now,
+        "acknowledged_by_id": clinician_id,
+        "acknowledgement_note": note,
+    }
+    claimed = db.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise already
+    # Mirror the stored values on the loaded object without a second UPDATE or a reload.
+    for key, value in values.items():
+        set_committed_value(alert, key, value)
+    return alert, display_name

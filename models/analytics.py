@@ -562,3 +562,38 @@ def _durability(
         if is_better_or_equal_failure(metric, value, pre):
             return (day - d0).days, True
     return (after[-1][0] - d0).days, False
+
+
+# ---------------------------------------------------------------- course
+
+
+def course_summary(*, db: Session, patient_id: uuid.UUID, rules: RuleSet) -> dict[str, Any]:
+    """The course summary (analytics.md "Course and cohort"), in CourseOut's shape."""
+    course = completed_sessions(db=db, patient_id=patient_id)
+    mood_effects = effects(db=db, patient_id=patient_id, metric="mood", sessions=course)
+    rows = []
+    for number, (session, effect) in enumerate(zip(course, mood_effects, strict=True), start=1):
+        windows = {w.name: w.value for w in effect.windows}
+        rows.append(
+            {
+                "number": number,
+                "session_id": session.id,
+                "started_at": session.started_at,
+                "drug": session.drug.value,
+                "route": session.route.value,
+                "dose_mg": session.dose_mg,
+                "dose_mg_per_kg": session.dose_mg_per_kg,
+                "pre": effect.pre,
+                "acute": windows["acute"],
+                "day1": windows["day1"],
+                "day7": windows["day7"],
+                "durability_days": effect.durability_days,
+                "relapsed": effect.relapsed,
+            }
+        )
+    return {
+        "sessions_completed": len(course),
+        "phq9": summary(db=db, patient_id=patient_id, metric="phq9", rules=rules),
+        "mood": summary(db=db, patient_id=patient_id, metric="mood", rules=rules),
+        "sessions": rows,
+    }

@@ -29,6 +29,13 @@ OPENAPI_VERSION = "3.0.3"
 
 # Schemas openapi.yaml references; bases such as PageOut are left out unless used directly.
 CONTRACT_SCHEMAS = (
+    "ReportOut",
+    "ExportOut",
+    "AlertListOut",
+    "AlertAcknowledgeIn",
+    "AccountEraseIn",
+    "AccessLogOut",
+    "AuditEventListOut",
     "TrendOut",
     "EffectOut",
     "CourseOut",

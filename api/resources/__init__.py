@@ -26,12 +26,16 @@ def build_api(app: Flask) -> Api:
     """Register every namespace on the app."""
     from api.resources import (
         accounts,
+        alerts,
         assessments,
+        audit,
         care,
         due,
+        erasure,
         instruments,
         mood,
         patients,
+        reports,
         sessions,
         trends,
     )
@@ -50,6 +54,11 @@ def build_api(app: Flask) -> Api:
         assessments.ns,
         instruments.ns,
         trends.ns,
+        audit.ns,
+        reports.ns,
+        reports.export_ns,
+        alerts.ns,
+        erasure.ns,
     ):
         api.add_namespace(namespace)
     api.init_app(app, add_specs=False)

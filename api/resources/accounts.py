@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, current_app
 from flask_restx import Namespace, Resource
 
+from api.audit import note_actor
 from api.auth import current_principal, require_auth
 from api.db import get_db
 from api.errors import not_found
@@ -97,6 +98,7 @@ class Login(Resource):
         db = get_db()
         services = _services()
         user = authenticate(db=db, passwords=services.passwords, now=utcnow(), **data)
+        note_actor(user)
         family, refresh = start_session(db=db, user=user, refresh_ttl=services.settings.refresh_ttl)
         db.commit()
         return json_response(_token_pair(user, family.id, refresh))
@@ -114,6 +116,7 @@ class Refresh(Resource):
             now=utcnow(),
             refresh_ttl=_services().settings.refresh_ttl,
         )
+        note_actor(user)
         db.commit()
         return json_response(_token_pair(user, family.id, refresh))
 

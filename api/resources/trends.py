@@ -19,6 +19,7 @@ from models.analytics import (
     BUCKETS,
     METRICS,
     completed_sessions,
+    course_summary,
     effects,
     rolling7,
     series,
@@ -149,34 +150,5 @@ class Course(Resource):
     def get(self, patient_id: str) -> Response:
         """Sessions completed, PHQ-9 and mood outcomes, and each session's mood effect."""
         pid = resolve_patient_id(patient_id)
-        db = get_db()
-        rules = settings().rules
-        course = completed_sessions(db=db, patient_id=pid)
-        mood_effects = effects(db=db, patient_id=pid, metric="mood", sessions=course)
-        rows = []
-        for number, (session, effect) in enumerate(zip(course, mood_effects, strict=True), start=1):
-            windows = {w.name: w.value for w in effect.windows}
-            rows.append(
-                {
-                    "number": number,
-                    "session_id": session.id,
-                    "started_at": session.started_at,
-                    "drug": session.drug.value,
-                    "route": session.route.value,
-                    "dose_mg": session.dose_mg,
-                    "dose_mg_per_kg": session.dose_mg_per_kg,
-                    "pre": effect.pre,
-                    "acute": windows["acute"],
-                    "day1": windows["day1"],
-                    "day7": windows["day7"],
-                    "durability_days": effect.durability_days,
-                    "relapsed": effect.relapsed,
-                }
-            )
-        body = {
-            "sessions_completed": len(course),
-            "phq9": asdict(summary(db=db, patient_id=pid, metric="phq9", rules=rules)),
-            "mood": asdict(summary(db=db, patient_id=pid, metric="mood", rules=rules)),
-            "sessions": rows,
-        }
+        body = course_summary(db=get_db(), patient_id=pid, rules=settings().rules)
         return json_response(_course_out.dump(body))

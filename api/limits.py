@@ -1,0 +1,176 @@
+"""Abuse limits with Flask-Limiter: login and sign-up per client address, login per account,
+invites per clinician, password checks and writes per user.
+
+Counted in the storage ``MOODTRACK_RATELIMIT_STORAGE_URL`` names: ``memory://`` counts per
+worker process, a Redis URL counts once for every worker and host that shares it. Every limit
+is an application-wide limit with its own scope, so the views stay free of limiter decorators
+and one table here says what is limited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask_limiter import ApplicationLimit, Limiter
+from werkzeug.exceptions import HTTPException
+
+from api.config import Settings
+from api.tokens import TokenRejected
+from models.accounts import email_key
+
+log = logging.getLogger("moodtrack")
+
+API_PREFIX = "/api/v1"
+LOGIN = f"{API_PREFIX}/auth/login"
+REGISTER = f"{API_PREFIX}/auth/register"
+INVITES = f"{API_PREFIX}/invites"
+ME = f"{API_PREFIX}/me"
+PASSWORD = f"{API_PREFIX}/me/password"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Sign-up and login are counted by address and account instead: there is no user yet.
+_NOT_PER_USER = frozenset({LOGIN, REGISTER})
+# A Redis that hangs must not hang requests: give up quickly and let the request through.
+_REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+
+
+def client_address() -> str:
+    """The caller's address; behind ``MOODTRACK_TRUSTED_PROXIES`` proxies ProxyFix sets it."""
+    return request.remote_addr or "unknown"
+
+
+def _route() -> str | None:
+    return request.url_rule.rule if request.url_rule is not None else None
+
+
+def _services() -> Any:
+    return current_app.extensions["moodtrack"]
+
+
+def account_key() -> str:
+    """The account a login names, as a keyed digest: emails never reach the limiter's store."""
+    try:
+        payload = json.loads(request.get_data(cache=True))
+    except (ValueError, UnicodeDecodeError, HTTPException):
+        # Malformed or oversized (413): the view answers that; count by address meanwhile.
+        payload = None
+    email = payload.get("email") if isinstance(payload, dict) else None
+    if not isinstance(email, str) or not email.strip():
+        # A login without an email fails validation anyway; count it by address.
+        return f"address:{client_address()}"
+    settings: Settings = _services().settings
+    secret = hashlib.sha256(
+        b"moodtrack-ratelimit:" + settings.signing_keys[settings.active_kid]
+    ).digest()
+    digest = hmac.new(secret, email_key(email).encode(), hashlib.sha256).hexdigest()
+    return f"account:{digest[:32]}"
+
+
+def user_key() -> str:
+    """The bearer token's user (signature checked, no database query), else the address."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            claims = _services().tokens.verify(token.strip())
+        except TokenRejected:
+            pass
+        else:
+            return f"user:{claims.user_id}"
+    # No valid token (refresh, or a request that will be 401): count it by address.
+    return f"address:{client_address()}"
+
+
+def _only(*operations: tuple[str, str]) -> Callable[[], bool]:
+    """An ``exempt_when`` that exempts every request but the given (method, route) pairs."""
+    wanted = frozenset(operations)
+
+    def exempt() -> bool:
+        return (request.method, _route()) not in wanted
+
+    return exempt
+
+
+def _not_a_user_write() -> bool:
+    route = _route()
+    return (
+        request.method not in WRITE_METHODS
+        or route is None
+        or not route.startswith(f"{API_PREFIX}/")
+        or route in _NOT_PER_USER
+    )
+
+
+def _limits(settings: Settings) -> list[ApplicationLimit]:
+    limits = settings.rate_limits
+
+    def limit(
+        value: str, key: Callable[[], str], scope: str, exempt: Callable[[], bool]
+    ) -> ApplicationLimit:
+        return ApplicationLimit(value, key_function=key, scope=scope, exempt_when=exempt)
+
+    return [
+        limit(limits.login_per_address, client_address, "login-address", _only(("POST", LOGIN))),
+        limit(limits.login_per_account, account_key, "login-account", _only(("POST", LOGIN))),
+        limit(
+            limits.register_per_address,
+            client_address,
+            "register-address",
+            _only(("POST", REGISTER)),
+        ),
+        limit(limits.invites_per_clinician, user_key, "invites-user", _only(("POST", INVITES))),
+        # Each of these checks the password: a stolen access token must not become an oracle.
+        limit(
+            limits.password_checks_per_user,
+            user_key,
+            "password-user",
+            _only(("DELETE", ME), ("POST", PASSWORD)),
+        ),
+        limit(limits.writes_per_user, user_key, "writes-user", _not_a_user_write),
+    ]
+
+
+def init_limiter(app: Flask, settings: Settings) -> Limiter:
+    """Attach the limiter; call after the request-id hook so a 429 carries its request id."""
+    limits = settings.rate_limits
+    memory = limits.storage_url.startswith("memory://")
+    limiter = Limiter(
+        client_address,
+        application_limits=_limits(settings),
+        storage_uri=limits.storage_url,
+        storage_options={} if memory else dict(_REDIS_OPTIONS),
+        # Exact under bursts: a fixed window lets 2N through across a window boundary.
+        strategy="moving-window",
+        key_prefix=limits.key_prefix,
+        # api.errors renders the 429 and its Retry-After; no X-RateLimit-* on every response.
+        headers_enabled=False,
+        # Fail open when the store is unreachable: a patient's entry (a crisis answer, say)
+        # must not be refused because Redis is down; the account lockout still holds.
+        swallow_errors=True,
+    )
+    limiter.init_app(app)
+    if memory and settings.env == "production":
+        log.warning(
+            "rate limits are counted per worker process",
+            extra={"fields": {"hint": "set MOODTRACK_RATELIMIT_STORAGE_URL to a redis:// URL"}},
+        )
+    return limiter
+
+
+def retry_after_seconds() -> int:
+    """Seconds until the limit this request broke admits a request again (at least 1)."""
+    limiter: Limiter | None = getattr(_services(), "limiter", None)
+    try:
+        current = limiter.current_limit if limiter is not None else None
+        if current is not None and current.breached:
+            # window[0] is when the oldest counted request leaves the window (reset_at rounds up).
+            return max(1, math.ceil(current.window[0] - time.time()))
+    except Exception:  # the store vanished between the check and this read
+        log.warning("rate limit window unreadable")
+    return 60

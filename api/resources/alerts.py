@@ -1,0 +1,110 @@
+"""The clinician's alerts inbox: all linked patients', one patient's, and acknowledging one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, request
+from flask_restx import Namespace, Resource
+
+from api.audit import note_patients
+from api.auth import current_principal, require_auth, resolve_patient_id
+from api.db import get_db
+from api.errors import not_found, validation_error
+from api.http import json_response, keyset_page, load_body
+from models.accounts import Role
+from models.alerts import (
+    ALERT_STATUSES,
+    PRIORITY_RANK,
+    Alert,
+    acknowledge_alert,
+    alerts_for_clinician,
+    priority_rank,
+)
+from models.base import utcnow
+from schemas.inbox import AlertAcknowledgeIn, AlertInboxOut, AlertListOut
+
+ns = Namespace("alerts", path="/", description="Clinician alerts")
+_item_out, _list_out, _ack_in = AlertInboxOut(), AlertListOut(), AlertAcknowledgeIn()
+
+
+def _alert_view(alert: Alert, display_name: str) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "patient_id": alert.patient_id,
+        "patient_display_name": display_name,
+        "rule": alert.rule,
+        "priority": alert.priority,
+        "source_type": alert.source_type,
+        "source_id": alert.source_id,
+        "created_at": alert.created_at,
+        "acknowledged_at": alert.acknowledged_at,
+        "acknowledged_by_id": alert.acknowledged_by_id,
+        "acknowledgement_note": alert.acknowledgement_note,
+        "ruleset_version": alert.ruleset_version,
+        "details": alert.details,
+    }
+
+
+def _status() -> str:
+    status = request.args.get("status", "open")
+    if status not in ALERT_STATUSES:
+        raise validation_error({"status": [f"Must be one of {', '.join(ALERT_STATUSES)}."]})
+    return status
+
+
+def _page(patient_id: uuid.UUID | None) -> Response:
+    stmt = alerts_for_clinician(
+        clinician_id=current_principal().user.id, status=_status(), patient_id=patient_id
+    )
+    rows, next_cursor = keyset_page(
+        get_db(),
+        stmt,
+        keys=(priority_rank, Alert.created_at, Alert.id),
+        key_of=lambda row: (PRIORITY_RANK.get(row[0].priority, 0), row[0].created_at, row[0].id),
+    )
+    # A page touching several patients is a read of each one's data (audited per patient).
+    note_patients(alert.patient_id for alert, _name in rows)
+    items = [_alert_view(alert, name) for alert, name in rows]
+    return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
+
+
+@ns.route("/alerts")
+class Alerts(Resource):
+    @require_auth(Role.clinician)
+    def get(self) -> Response:
+        """Alerts of every linked patient, most urgent first, then newest; open by default."""
+        return _page(None)
+
+
+@ns.route("/patients/<patient_id>/alerts")
+class PatientAlerts(Resource):
+    @require_auth(Role.clinician)
+    def get(self, patient_id: str) -> Response:
+        """One linked patient's alerts, most urgent first, then newest; open by default."""
+        return _page(resolve_patient_id(patient_id))
+
+
+@ns.route("/alerts/<alert_id>/acknowledge")
+class AlertAcknowledge(Resource):
+    @require_auth(Role.clinician)
+    def post(self, alert_id: str) -> Response:
+        """Acknowledge an alert once, with an optional note; a second time is 409."""
+        try:
+            parsed = uuid.UUID(alert_id)
+        except ValueError:
+            raise not_found() from None
+        # The note is optional, so an empty body is an acknowledgement without one.
+        data = load_body(_ack_in) if request.get_data(cache=True) else {"note": None}
+        db = get_db()
+        alert, name = acknowledge_alert(
+            db=db,
+            clinician_id=current_principal().user.id,
+            alert_id=parsed,
+            note=data["note"],
+            now=utcnow(),
+        )
+        note_patients([alert.patient_id])
+        db.commit()
+        return json_response(_item_out.dump(_alert_view(alert, name)))

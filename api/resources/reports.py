@@ -1,0 +1,307 @@
+"""The clinician report (JSON, CSV, FHIR), the trend chart and the patient's own export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+from flask import Response, current_app, request, stream_with_context
+from flask_restx import Namespace, Resource
+
+from api.auth import current_principal, require_auth, resolve_patient_id
+from api.db import get_db, settings
+from api.errors import validation_error
+from api.http import json_response
+from api.resources.assessments import assessment_data
+from api.resources.mood import entry_data
+from api.resources.sessions import observation_data, session_data
+from api.resources.trends import date_range, metric_arg
+from models.accounts import Role, User
+from models.base import utcnow
+from models.reports import (
+    CSV_HEADER,
+    MeasurementRow,
+    Records,
+    chart_data,
+    export_records,
+    fhir_records,
+    get_patient,
+    measurement_rows,
+    report,
+)
+from schemas.chart import SVG_MEDIA_TYPE, ChartPoint, render_chart
+from schemas.common import format_offset
+from schemas.fhir import FHIR_JSON, bundle
+from schemas.reports import ExportOut, ReportOut
+
+ns = Namespace("reports", path="/patients", description="Clinician reports and charts")
+export_ns = Namespace("export", path="/me", description="The patient's own export")
+_report_out, _export_out = ReportOut(), ExportOut()
+CSV_TYPE = "text/csv"
+FORMATS = ("json", "csv", "fhir")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell that no spreadsheet will run as a formula; numbers stay as they are."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:.10g}"
+
+
+def _csv_offset(minutes: int) -> str:
+    # "UTC-08:00", not "-08:00": a bare leading sign reads as a formula or a negative time.
+    return f"UTC{format_offset(minutes)}"
+
+
+def csv_record(row: MeasurementRow) -> list[str]:
+    """One measurement as CSV cells, in CSV_HEADER's order."""
+    return [
+        csv_cell(row.local_date.isoformat()),
+        csv_cell(row.occurred_at.isoformat().replace("+00:00", "Z")),
+        csv_cell(_csv_offset(row.utc_offset_minutes)),
+        csv_cell(row.metric),
+        csv_cell(_number(row.value)),
+        csv_cell("" if row.session_number is None else row.session_number),
+        csv_cell(row.phase or ""),
+    ]
+
+
+def csv_lines(rows: Iterable[MeasurementRow]) -> Iterator[str]:
+    """The header, then one CSV line per row, each produced only when asked for."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(CSV_HEADER)
+    yield flush()
+    for row in rows:
+        writer.writerow(csv_record(row))
+        yield flush()
+
+
+def report_format() -> str:
+    """``format`` wins; else the Accept header (text/csv, application/fhir+json); else JSON."""
+    asked = request.args.get("format")
+    if asked is not None:
+        if asked not in FORMATS:
+            raise validation_error({"format": [f"Must be one of: {', '.join(FORMATS)}."]})
+        return asked
+    best = request.accept_mimetypes.best_match(["application/json", CSV_TYPE, FHIR_JSON])
+    return {CSV_TYPE: "csv", FHIR_JSON: "fhir"}.get(best or "", "json")
+
+
+def fhir_response(document: dict[str, Any]) -> Response:
+    """A FHIR resource as application/fhir+json."""
+    return current_app.response_class(
+        json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+        mimetype=FHIR_JSON,
+    )
+
+
+def records_bundle(records: Records) -> dict[str, Any]:
+    """The FHIR Bundle of loaded records (completed sessions only)."""
+    return bundle(
+        patient=records.patient,
+        mood_entries=records.mood_entries,
+        assessments=records.assessments,
+        sessions=records.completed_sessions,
+        session_numbers=records.session_numbers,
+        generated_at=utcnow(),
+    )
+
+
+def _csv_response(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+    rows = measurement_rows(
+        db=get_db(), patient_id=patient_id, date_from=date_from, date_to=date_to
+    )
+    stamp = utcnow().date().isoformat()
+    return current_app.response_class(
+        # stream_with_context keeps the request (and its database session) open while the
+        # generator runs, after the view has returned.
+        stream_with_context(csv_lines(rows)),
+        mimetype=CSV_TYPE,
+        headers={
+            # No name in the file name: downloads folders are not private.
+            "Content-Disposition": f'attachment; filename="moodtrack-report-{stamp}.csv"',
+        },
+    )
+
+
+@ns.route("/<patient_id>/report")
+class Report(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str) -> Response:
+        """The clinician report: JSON, CSV (one row per measurement) or a FHIR R4 Bundle."""
+        pid = resolve_patient_id(patient_id)
+        date_from, date_to = date_range()
+        kind = report_format()
+        db = get_db()
+        if kind == "csv":
+            return _csv_response(pid, date_from, date_to)
+        if kind == "fhir":
+            records = fhir_records(db=db, patient_id=pid, date_from=date_from, date_to=date_to)
+            return fhir_response(records_bundle(records))
+        patient = get_patient(db=db, patient_id=pid)
+        found = report(
+            db=db, patient_id=pid, rules=settings().rules, date_from=date_from, date_to=date_to
+        )
+        body = {
+            "patient": {
+                "id": patient.id,
+                "display_name": patient.display_name,
+                "timezone": patient.timezone,
+            },
+            "generated_at": utcnow(),
+            "date_from": date_from,
+            "date_to": date_to,
+            "course": {
+                **found["course"],
+                "phq9": asdict(found["course"]["phq9"]),
+                "mood": asdict(found["course"]["mood"]),
+            },
+            "trends": [asdict(t) for t in found["trends"]],
+            "counts": asdict(found["counts"]),
+        }
+        return json_response(_report_out.dump(body))
+
+
+@ns.route("/<patient_id>/chart.svg")
+class Chart(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    def get(self, patient_id: str) -> Response:
+        """The daily series as an SVG line chart with session markers and severity bands."""
+        pid = resolve_patient_id(patient_id)
+        metric = metric_arg("mood")
+        date_from, date_to = date_range()
+        data = chart_data(
+            db=get_db(), patient_id=pid, metric=metric, date_from=date_from, date_to=date_to
+        )
+        svg = render_chart(
+            metric=data.metric,
+            direction=data.direction,
+            low=data.low,
+            high=data.high,
+            points=[ChartPoint(b.start, b.mean, b.n) for b in data.days],
+            sessions=data.sessions,
+            bands=data.bands,
+            date_from=data.date_from,
+            date_to=data.date_to,
+        )
+        return current_app.response_class(svg, mimetype=SVG_MEDIA_TYPE)
+
+
+def _export_body(records: Records) -> dict[str, Any]:
+    observations: dict[uuid.UUID, list[Any]] = {}
+    for observation in records.observations:
+        observations.setdefault(observation.session_id, []).append(observation)
+    sessions = []
+    for session in records.sessions:
+        data = session_data(
+            session, records.session_numbers.get(session.id), observations.get(session.id, [])
+        )
+        sessions.append(data)
+    body = {
+        "generated_at": utcnow(),
+        "profile": {
+            "id": records.patient.id,
+            "email": records.patient.email,
+            "role": records.patient.role.value,
+            "display_name": records.patient.display_name,
+            "timezone": records.patient.timezone,
+            "created_at": records.patient.created_at,
+            "disabled": records.patient.disabled_at is not None,
+        },
+        "mood_entries": [entry_data(e) for e in records.mood_entries],
+        "mood_entry_versions": [
+            {
+                "entry_id": v.entry_id,
+                "version": v.version,
+                "snapshot": v.snapshot,
+                "changed_at": v.changed_at,
+                "changed_by_id": v.changed_by_id,
+                "change": v.change,
+            }
+            for v in records.mood_entry_versions
+        ],
+        "assessments": [assessment_data(a) for a in records.assessments],
+        "sessions": sessions,
+        "observations": [observation_data(o) for o in records.observations],
+        "alerts": [
+            {
+                "id": a.id,
+                "patient_id": a.patient_id,
+                "rule": a.rule,
+                "priority": a.priority,
+                "source_type": a.source_type,
+                "source_id": a.source_id,
+                "created_at": a.created_at,
+                "acknowledged_at": a.acknowledged_at,
+                "acknowledged_by_id": a.acknowledged_by_id,
+                "acknowledgement_note": a.acknowledgement_note,
+                "ruleset_version": a.ruleset_version,
+                "details": a.details,
+            }
+            for a in records.alerts
+        ],
+        "care_links": [
+            {
+                "id": link.id,
+                "patient": _person(records.patient),
+                "clinician": _person(clinician),
+                "created_at": link.created_at,
+                "ended_at": link.ended_at,
+            }
+            for link, clinician in records.care_links
+        ],
+    }
+    body["counts"] = {
+        name: len(body[name])
+        for name in (
+            "mood_entries",
+            "mood_entry_versions",
+            "assessments",
+            "sessions",
+            "observations",
+            "alerts",
+            "care_links",
+        )
+    }
+    return body
+
+
+def _person(user: User) -> dict[str, Any]:
+    return {"id": user.id, "display_name": user.display_name, "role": user.role.value}
+
+
+@export_ns.route("/export")
+class Export(Resource):
+    @require_auth(Role.patient)
+    def get(self) -> Response:
+        """Every record of the calling patient: JSON, or a FHIR R4 Bundle with format=fhir."""
+        asked = request.args.get("format", "json")
+        if asked not in ("json", "fhir"):
+            raise validation_error({"format": ["Must be json or fhir."]})
+        records = export_records(db=get_db(), patient_id=current_principal().user.id)
+        if asked == "fhir":
+            return fhir_response(records_bundle(records))
+        return json_response(_export_out.dump(_export_body(records)))
