@@ -42,6 +42,7 @@ NAMED_ACTIONS = {
     ("POST", "/alerts/<alert_id>/acknowledge"): "acknowledge",
 }
 API_PREFIX = "/api/v1"
+VERB_SEGMENTS = frozenset({"acknowledge", "batch"})
 
 
 def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
@@ -68,6 +69,8 @@ def _resource(route: str) -> tuple[str, str | None]:
     """('mood-entries', '<id>') from '/patients/<patient_id>/mood-entries/<entry_id>'."""
     parts = [p for p in route.split("/") if p]
     statics = [p for p in parts if not p.startswith("<")]
+    if len(statics) > 1 and statics[-1] in VERB_SEGMENTS:
+        statics = statics[:-1]  # /alerts/<id>/acknowledge acts on an alert
     resource_type = statics[-1] if statics else "api"
     resource_id = None
     if parts and parts[-1].startswith("<") and parts[-1] != "<patient_id>":
