@@ -44,13 +44,22 @@ def _bearer_token() -> str:
     return token.strip()
 
 
+def verified_claims(token: str) -> AccessClaims:
+    """The token's verified claims, checked once per request (the rate limiter asks too)."""
+    cached = g.get("verified_token")
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    claims = current_app.extensions["moodtrack"].tokens.verify(token)
+    g.verified_token = (token, claims)
+    return claims
+
+
 def authenticate_request() -> Principal:
     """Verify the bearer token and load its live user, once per request."""
     if "principal" in g:
         return g.principal
-    services = current_app.extensions["moodtrack"]
     try:
-        claims = services.tokens.verify(_bearer_token())
+        claims = verified_claims(_bearer_token())
     except TokenRejected:
         raise unauthorized() from None
     user = load_principal(

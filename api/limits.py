@@ -78,7 +78,9 @@ def user_key() -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         try:
-            claims = _services().tokens.verify(token.strip())
+            from api.auth import verified_claims  # api.auth -> api.errors -> this module
+
+            claims = verified_claims(token.strip())
         except TokenRejected:
             pass
         else:

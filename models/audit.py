@@ -75,24 +75,40 @@ class Entry:
 
 
 def pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-    """The pseudonym of each user, created on first use (race-safe upsert)."""
+    """The pseudonym of each existing user, created on first use (race-safe upsert).
+
+    One query when every user has one already, the usual case.
+    """
     from models.accounts import User
 
-    # Only users that still exist get a pseudonym: the erase event of an account is
-    # recorded after its rows are gone, and then names nobody.
-    wanted = sorted(set(db.scalars(select(User.id).where(User.id.in_(set(user_ids))))))
+    wanted = set(user_ids)
     if not wanted:
         return {}
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    db.execute(
-        insert(AuditSubject)
-        .values([{"user_id": u, "pseudonym": uuid.uuid4()} for u in wanted])
-        .on_conflict_do_nothing(index_elements=[AuditSubject.user_id])
-    )
+    # Only users that still exist get a pseudonym: the erase event of an account is
+    # recorded after its rows are gone, and then names nobody.
     rows = db.execute(
-        select(AuditSubject.user_id, AuditSubject.pseudonym).where(AuditSubject.user_id.in_(wanted))
+        select(User.id, AuditSubject.pseudonym)
+        .outerjoin(AuditSubject, AuditSubject.user_id == User.id)
+        .where(User.id.in_(wanted))
     ).all()
-    return dict(rows)  # type: ignore[arg-type]
+    found = {user_id: pseudonym for user_id, pseudonym in rows if pseudonym is not None}
+    missing = sorted(user_id for user_id, pseudonym in rows if pseudonym is None)
+    if missing:
+        dialect = db.get_bind().dialect.name
+        insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        db.execute(
+            insert_into(AuditSubject)
+            .values([{"user_id": u, "pseudonym": uuid.uuid4()} for u in missing])
+            .on_conflict_do_nothing(index_elements=[AuditSubject.user_id])
+        )
+        found.update(
+            db.execute(
+                select(AuditSubject.user_id, AuditSubject.pseudonym).where(
+                    AuditSubject.user_id.in_(missing)
+                )
+            ).all()  # type: ignore[arg-type]
+        )
+    return found
 
 
 def record(*, db: Session, entries: Iterable[Entry]) -> None:

@@ -148,16 +148,7 @@ def insert_once(
     """
     patient_id = record.patient_id
     model = type(record)
-    existing = find_replay(
-        db=db,
-        model=model,
-        patient_id=patient_id,
-        record_id=record.id,
-        idempotency_key=idempotency_key,
-    )
-    if existing is not None:
-        check_replay(existing, patient_id=patient_id, digest=record.fingerprint)
-        return existing, False
+    # No look-up first: replays are rare, and the constraint answers them on the way in.
     try:
         with db.begin_nested():
             if before_insert is not None:

@@ -14,9 +14,20 @@ from models.audit import AuditEvent, AuditSubject
 from tests.conftest import PASSWORD, auth, link, make_staff, register_patient, unique_email
 
 
+_FIRST_ID = {"value": 0}
+
+
+@pytest.fixture(autouse=True)
+def _only_this_tests_rows(db):
+    """Other tests may have committed audit rows for real; look only at this test's."""
+    from sqlalchemy import func
+
+    _FIRST_ID["value"] = db.scalar(select(func.coalesce(func.max(AuditEvent.id), 0)))
+
+
 def _events(db, **filters):
     db.expire_all()
-    stmt = select(AuditEvent).order_by(AuditEvent.id)
+    stmt = select(AuditEvent).where(AuditEvent.id > _FIRST_ID["value"]).order_by(AuditEvent.id)
     for key, value in filters.items():
         stmt = stmt.where(getattr(AuditEvent, key) == value)
     return db.scalars(stmt).all()
@@ -49,7 +60,8 @@ def _entry(client, headers, note="fine"):
 
 def test_a_write_is_audited_with_who_what_whom_where(db, client, care):
     created = _entry(client, care["ph"]).get_json()
-    (row,) = _events(db, resource_type="mood-entries")
+    mine = _pseudonym(db, care["patient"]["id"])
+    (row,) = _events(db, resource_type="mood-entries", patient=mine)
     assert (row.action, row.outcome, row.resource_id) == ("create", "success", created["id"])
     assert row.patient == _pseudonym(db, care["patient"]["id"])
     assert row.actor == row.patient and row.actor_role == "patient"
@@ -62,11 +74,13 @@ def test_reads_by_a_clinician_are_audited_per_patient(db, client, care):
     other = register_patient(client)
     link(client, care["ch"], auth(client, other["email"]))
     client.get(f"/api/v1/patients/{care['patient']['id']}/mood-entries", headers=care["ch"])
-    reads = _events(db, action="read", resource_type="mood-entries")
+    reads = _events(db, action="read", resource_type="mood-entries",
+                    actor=_pseudonym(db, care["clinician"]["id"]))
     assert [r.patient for r in reads] == [_pseudonym(db, care["patient"]["id"])]
     assert reads[0].actor == _pseudonym(db, care["clinician"]["id"])
     client.get("/api/v1/patients", headers=care["ch"])
-    listed = _events(db, action="read", resource_type="patients")
+    listed = _events(db, action="read", resource_type="patients",
+                     actor=_pseudonym(db, care["clinician"]["id"]))
     assert {r.patient for r in listed} == {
         _pseudonym(db, care["patient"]["id"]),
         _pseudonym(db, other["id"]),
