@@ -7,6 +7,7 @@ range); Python only walks the small per-day or per-window results that come back
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -149,9 +150,12 @@ def _bounded(
 def rolling7(days: Sequence[Bucket]) -> list[tuple[date, float]]:
     """For each day d with data: the mean of the daily values of the days in [d-6, d]."""
     out: list[tuple[date, float]] = []
-    for i, day in enumerate(days):
-        window = [b.mean for b in days[: i + 1] if day.start - timedelta(days=6) <= b.start]
-        out.append((day.start, sum(window) / len(window)))
+    window: deque[Bucket] = deque()
+    for day in days:  # oldest first: a sliding window of at most 7 days
+        window.append(day)
+        while window[0].start < day.start - timedelta(days=6):
+            window.popleft()
+        out.append((day.start, sum(b.mean for b in window) / len(window)))
     return out
 
 

@@ -55,154 +55,127 @@ class CohortRow:
 
 
 def cohort_query(*, db: Session, clinician_id: uuid.UUID, now: datetime) -> Select[Any]:
-    """Every linked patient with the cohort columns, as one statement."""
-    linked = (
-        select(CareLink.patient_id, func.min(CareLink.created_at).label("linked_since"))
-        .where(CareLink.clinician_id == clinician_id, CareLink.ended_at.is_(None))
-        .group_by(CareLink.patient_id)
-        .cte("linked")
+    """Every linked patient with the cohort columns, as one statement.
+
+    Each column is a correlated subquery that an index answers with a short range scan
+    (patient first in every index), so the cost grows with the number of linked patients,
+    not with the length of their histories.
+    """
+    phq = (Assessment.instrument == "phq9", Assessment.deleted_at.is_(None))
+    completed = (
+        TreatmentSession.status == SessionStatus.completed,
+        TreatmentSession.deleted_at.is_(None),
     )
-    mine = select(linked.c.patient_id)
-    phq = (
-        select(
-            Assessment.id,
-            Assessment.patient_id,
-            Assessment.occurred_at,
-            Assessment.local_date,
-            Assessment.total,
-            Assessment.band,
+
+    def latest_phq9(column: Any) -> Any:
+        return (
+            select(column)
+            .where(Assessment.patient_id == User.id, *phq)
+            .order_by(Assessment.occurred_at.desc(), Assessment.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-        .where(
-            Assessment.instrument == "phq9",
-            Assessment.deleted_at.is_(None),
-            Assessment.patient_id.in_(mine),
-        )
-        .cte("phq")
-    )
-    ranked = select(
-        phq,
-        func.row_number()
-        .over(partition_by=phq.c.patient_id, order_by=(phq.c.occurred_at.desc(), phq.c.id.desc()))
-        .label("rn"),
-    ).subquery()
-    latest = select(ranked).where(ranked.c.rn == 1).cte("latest")
-    course = (
-        select(
-            TreatmentSession.patient_id,
-            func.min(TreatmentSession.started_at).label("s1"),
-            func.max(TreatmentSession.started_at).label("last_start"),
-            func.count().label("completed"),
-        )
-        .where(
-            TreatmentSession.status == SessionStatus.completed,
-            TreatmentSession.deleted_at.is_(None),
-            TreatmentSession.patient_id.in_(mine),
-        )
-        .group_by(TreatmentSession.patient_id)
-        .cte("course")
-    )
-    # Baseline, three ways (analytics.md): the fortnight before S1; else the last before S1;
-    # with no completed session, the fortnight from the first PHQ-9.
-    before_s1 = (
-        select(phq.c.patient_id, func.avg(phq.c.total).label("value"))
-        .join(course, course.c.patient_id == phq.c.patient_id)
-        .where(
-            phq.c.occurred_at >= shifted(db, course.c.s1, -14 * 86400),
-            phq.c.occurred_at < course.c.s1,
-        )
-        .group_by(phq.c.patient_id)
-        .cte("before_s1")
-    )
-    last_ranked = (
-        select(
-            phq.c.patient_id,
-            phq.c.total,
-            func.row_number()
-            .over(partition_by=phq.c.patient_id, order_by=phq.c.occurred_at.desc())
-            .label("rn"),
-        )
-        .join(course, course.c.patient_id == phq.c.patient_id)
-        .where(phq.c.occurred_at < course.c.s1)
-        .subquery()
-    )
-    last_before = (
-        select(last_ranked.c.patient_id, last_ranked.c.total)
-        .where(last_ranked.c.rn == 1)
-        .cte("last_before")
-    )
-    first = (
-        select(phq.c.patient_id, func.min(phq.c.occurred_at).label("first_at"))
-        .group_by(phq.c.patient_id)
-        .cte("first_phq")
-    )
-    first_fortnight = (
-        select(phq.c.patient_id, func.avg(phq.c.total).label("value"))
-        .join(first, first.c.patient_id == phq.c.patient_id)
-        .where(
-            phq.c.occurred_at >= first.c.first_at,
-            phq.c.occurred_at < shifted(db, first.c.first_at, 14 * 86400),
-        )
-        .group_by(phq.c.patient_id)
-        .cte("first_fortnight")
-    )
-    current = (
-        select(phq.c.patient_id, func.avg(phq.c.total).label("value"))
-        .join(latest, latest.c.patient_id == phq.c.patient_id)
-        .where(
-            phq.c.occurred_at > shifted(db, latest.c.occurred_at, -7 * 86400),
-            phq.c.occurred_at <= latest.c.occurred_at,
-        )
-        .group_by(phq.c.patient_id)
-        .cte("current_phq")
-    )
-    entries = (
-        select(MoodEntry.patient_id, func.max(MoodEntry.occurred_at).label("last_at"))
-        .where(MoodEntry.deleted_at.is_(None), MoodEntry.patient_id.in_(mine))
-        .group_by(MoodEntry.patient_id)
-        .cte("entries")
-    )
-    alerts = (
-        select(Alert.patient_id, func.count().label("open"))
-        .where(Alert.acknowledged_at.is_(None), Alert.patient_id.in_(mine))
-        .group_by(Alert.patient_id)
-        .cte("open_alert_counts")
-    )
-    baseline = case(
-        (course.c.s1.is_not(None), func.coalesce(before_s1.c.value, last_before.c.total)),
-        else_=first_fortnight.c.value,
-    )
-    open_alerts = func.coalesce(alerts.c.open, 0)
-    quiet = or_(entries.c.last_at.is_(None), entries.c.last_at < now - timedelta(days=QUIET_DAYS))
-    recent_session = course.c.last_start >= now - timedelta(days=RECENT_SESSION_DAYS)
-    needs_attention = or_(open_alerts > 0, and_(quiet, recent_session))
-    return (
+
+    facts = (
         select(
             User.id.label("patient_id"),
             User.display_name,
             User.timezone,
-            linked.c.linked_since,
-            latest.c.total.label("latest_phq9"),
-            latest.c.band.label("latest_band"),
-            latest.c.local_date.label("latest_date"),
-            baseline.label("baseline"),
-            current.c.value.label("current"),
-            (current.c.value - baseline).label("change"),
-            func.coalesce(course.c.completed, 0).label("completed"),
-            course.c.last_start,
-            entries.c.last_at,
-            open_alerts.label("open_alerts"),
-            case((needs_attention, literal(True)), else_=literal(False)).label("attention"),
+            CareLink.created_at.label("linked_since"),
+            latest_phq9(Assessment.total).label("latest_phq9"),
+            latest_phq9(Assessment.band).label("latest_band"),
+            latest_phq9(Assessment.local_date).label("latest_date"),
+            latest_phq9(Assessment.occurred_at).label("latest_at"),
+            select(func.min(Assessment.occurred_at))
+            .where(Assessment.patient_id == User.id, *phq)
+            .scalar_subquery()
+            .label("first_at"),
+            select(func.min(TreatmentSession.started_at))
+            .where(TreatmentSession.patient_id == User.id, *completed)
+            .scalar_subquery()
+            .label("s1"),
+            select(func.max(TreatmentSession.started_at))
+            .where(TreatmentSession.patient_id == User.id, *completed)
+            .scalar_subquery()
+            .label("last_start"),
+            select(func.count())
+            .where(TreatmentSession.patient_id == User.id, *completed)
+            .scalar_subquery()
+            .label("completed"),
+            select(MoodEntry.occurred_at)
+            .where(MoodEntry.patient_id == User.id, MoodEntry.deleted_at.is_(None))
+            .order_by(MoodEntry.occurred_at.desc())
+            .limit(1)
+            .scalar_subquery()
+            .label("last_at"),
+            select(func.count())
+            .where(Alert.patient_id == User.id, Alert.acknowledged_at.is_(None))
+            .scalar_subquery()
+            .label("open_alerts"),
         )
-        .join(linked, linked.c.patient_id == User.id)
-        .outerjoin(latest, latest.c.patient_id == User.id)
-        .outerjoin(course, course.c.patient_id == User.id)
-        .outerjoin(before_s1, before_s1.c.patient_id == User.id)
-        .outerjoin(last_before, last_before.c.patient_id == User.id)
-        .outerjoin(first_fortnight, first_fortnight.c.patient_id == User.id)
-        .outerjoin(current, current.c.patient_id == User.id)
-        .outerjoin(entries, entries.c.patient_id == User.id)
-        .outerjoin(alerts, alerts.c.patient_id == User.id)
+        .join(CareLink, CareLink.patient_id == User.id)
+        .where(CareLink.clinician_id == clinician_id, CareLink.ended_at.is_(None))
+        .subquery("facts")
     )
+
+    def phq_mean(*conditions: Any) -> Any:
+        return (
+            select(func.avg(Assessment.total))
+            .where(Assessment.patient_id == facts.c.patient_id, *phq, *conditions)
+            .scalar_subquery()
+        )
+
+    # Baseline, three ways (analytics.md): the fortnight before S1; else the last before
+    # S1; with no completed session, the fortnight from the first PHQ-9.
+    last_before_s1 = (
+        select(Assessment.total)
+        .where(
+            Assessment.patient_id == facts.c.patient_id, *phq, Assessment.occurred_at < facts.c.s1
+        )
+        .order_by(Assessment.occurred_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    baseline = case(
+        (
+            facts.c.s1.is_not(None),
+            func.coalesce(
+                phq_mean(
+                    Assessment.occurred_at >= shifted(db, facts.c.s1, -14 * 86400),
+                    Assessment.occurred_at < facts.c.s1,
+                ),
+                last_before_s1,
+            ),
+        ),
+        else_=phq_mean(
+            Assessment.occurred_at >= facts.c.first_at,
+            Assessment.occurred_at < shifted(db, facts.c.first_at, 14 * 86400),
+        ),
+    )
+    current = phq_mean(
+        Assessment.occurred_at > shifted(db, facts.c.latest_at, -7 * 86400),
+        Assessment.occurred_at <= facts.c.latest_at,
+    )
+    quiet = or_(facts.c.last_at.is_(None), facts.c.last_at < now - timedelta(days=QUIET_DAYS))
+    recent_session = facts.c.last_start >= now - timedelta(days=RECENT_SESSION_DAYS)
+    needs_attention = or_(facts.c.open_alerts > 0, and_(quiet, recent_session))
+    rows = select(
+        facts.c.patient_id,
+        facts.c.display_name,
+        facts.c.timezone,
+        facts.c.linked_since,
+        facts.c.latest_phq9,
+        facts.c.latest_band,
+        facts.c.latest_date,
+        baseline.label("baseline"),
+        current.label("current"),
+        facts.c.completed,
+        facts.c.last_start,
+        facts.c.last_at,
+        facts.c.open_alerts,
+        case((needs_attention, literal(True)), else_=literal(False)).label("attention"),
+    ).subquery("rows")
+    return select(rows, (rows.c.current - rows.c.baseline).label("change"))
 
 
 def cohort_page(

@@ -267,3 +267,16 @@ def test_down_metrics_improve_downwards(db):
     day1 = next(w for w in e.windows if w.name == "day1")
     assert (day1.delta, day1.improvement) == (-8.0, 8.0)
     assert (e.durability_days, e.relapsed) == (4, True)  # 21 >= 20 on 5 March
+
+
+def test_written_out_dumps_equal_the_marshmallow_schemas(db):
+    from schemas.analytics import BucketOut, RollingOut, dump_buckets, dump_rolling
+
+    p = f.patient(db)
+    for day, value in ((1, 2), (2, 5), (9, 7)):
+        f.mood(db, p, f"2026-03-{day:02d}T12:00:00+00:00", value)
+    days = series(db=db, patient_id=p.id, metric="mood", bucket="day")
+    assert dump_buckets(days) == BucketOut(many=True).dump(days)
+    points = rolling7(days)
+    expected = RollingOut(many=True).dump([{"date": d, "mean": m} for d, m in points])
+    assert dump_rolling(points) == expected

@@ -27,7 +27,7 @@ from models.analytics import (
     summary,
 )
 from models.sessions import SessionStatus, get_session
-from schemas.analytics import CourseOut, EffectOut, TrendOut
+from schemas.analytics import CourseOut, EffectOut, TrendOut, dump_buckets, dump_rolling
 
 ns = Namespace("trends", path="/patients", description="Trend reports")
 _trend_out, _effect_out, _course_out = TrendOut(), EffectOut(), CourseOut()
@@ -99,20 +99,23 @@ class Trends(Resource):
             date_from=date_from,
             date_to=date_to,
         )
-        body = {
-            "metric": metric,
-            "direction": METRICS[metric],
-            "bucket": bucket,
-            "date_from": date_from,
-            "date_to": date_to,
-            "series": [asdict(p) for p in points],
-            "rolling7": [{"date": d, "mean": m} for d, m in rolling7(days)]
-            if bucket == "day"
-            else None,
-            "slope_per_week": slope_per_week(days),
-            "summary": asdict(report),
-        }
-        return json_response(_trend_out.dump(body))
+        body = _trend_out.dump(
+            {
+                "metric": metric,
+                "direction": METRICS[metric],
+                "bucket": bucket,
+                "date_from": date_from,
+                "date_to": date_to,
+                "series": [],
+                "rolling7": None,
+                "slope_per_week": slope_per_week(days),
+                "summary": report,
+            }
+        )
+        # The long arrays go through the written-out dumps (schemas/analytics.py).
+        body["series"] = dump_buckets(points)
+        body["rolling7"] = dump_rolling(rolling7(days)) if bucket == "day" else None
+        return json_response(body)
 
 
 @ns.route("/<patient_id>/sessions/<session_id>/effect")
