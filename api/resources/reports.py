@@ -131,14 +131,20 @@ def records_bundle(records: Records) -> dict[str, Any]:
 
 
 def _csv_response(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
-    rows = measurement_rows(
-        db=get_db(), patient_id=patient_id, date_from=date_from, date_to=date_to
-    )
+    factory = current_app.extensions["moodtrack"].session_factory
+
+    def generate() -> Iterator[str]:
+        # Its own session: the request's is closed at teardown, before the body streams;
+        # this one is closed when the stream ends or the client goes away.
+        with factory() as db:
+            rows = measurement_rows(
+                db=db, patient_id=patient_id, date_from=date_from, date_to=date_to
+            )
+            yield from csv_lines(rows)
+
     stamp = utcnow().date().isoformat()
     return current_app.response_class(
-        # stream_with_context keeps the request (and its database session) open while the
-        # generator runs, after the view has returned.
-        stream_with_context(csv_lines(rows)),
+        stream_with_context(generate()),
         mimetype=CSV_TYPE,
         headers={
             # No name in the file name: downloads folders are not private.
