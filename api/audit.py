@@ -174,6 +174,10 @@ def install_audit(app: Flask) -> None:
 
         db = get_db()
         try:
+            # End the read's transaction, then write in one that takes the write lock at
+            # BEGIN: SQLite cannot upgrade a read transaction while other readers are busy.
+            db.rollback()
+            g.audit_write = True
             record(db=db, entries=_entries("success"))
             db.commit()
         except SQLAlchemyError:

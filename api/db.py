@@ -25,6 +25,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    # A database that does not answer must not hold a request until gunicorn's timeout:
+    # connecting gives up after 5 s (the URL's own connect_timeout wins) and answers 503.
+    if "connect_timeout=" not in url:
+        kwargs.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, **kwargs)
 
 
@@ -45,7 +49,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # A writing request takes the write lock up front: a deferred transaction that reads
         # and then writes can fail with SQLITE_BUSY no matter the busy timeout.
-        writes = has_request_context() and request.method not in SAFE_METHODS
+        writes = has_request_context() and (
+            request.method not in SAFE_METHODS or g.get("audit_write", False)
+        )
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import logging
 import traceback
+from contextlib import suppress
 from http import HTTPStatus
 from typing import Any
 
 from flask import Response, current_app, g, json
 from marshmallow import ValidationError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -146,6 +155,43 @@ def _rate_limited() -> ApiError:
     )
 
 
+# SQLSTATEs that mean "no database right now": class 08 (connection exception) and 57P01-03
+# (admin or crash shutdown, "the database system is starting up / shutting down").
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+_SQLITE_BUSY_OR_LOCKED = (5, 6)
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection: transient, retry later."""
+    if isinstance(exc, PoolTimeout | DisconnectionError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", "")
+    if sqlstate:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    if getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY_OR_LOCKED:
+        return True
+    # psycopg's own errors without a SQLSTATE: refused, lost or closed connections.
+    return sqlstate is None and isinstance(exc, OperationalError | InterfaceError)
+
+
+def _unavailable(exc: BaseException) -> ApiError:
+    log.warning(
+        "database unavailable",
+        extra={"fields": {"exception": type(getattr(exc, "orig", None) or exc).__name__}},
+    )
+    return ApiError(
+        503,
+        "The database is not reachable right now; try again after Retry-After seconds.",
+        slug="unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).description
@@ -172,6 +218,8 @@ def to_api_error(exc: BaseException) -> ApiError:
             "The resource changed since you read it; fetch it again.",
             slug="precondition-failed",
         )
+    if _database_unavailable(exc):
+        return _unavailable(exc)
     _log_unexpected(exc)
     return ApiError(500, "The server could not complete the request; nothing was changed.")
 
@@ -215,7 +263,9 @@ def handle_any(exc: BaseException) -> Response:
     # Roll back whatever the failed request wrote: bad input changes nothing.
     db = g.get("db")
     if db is not None:
-        db.rollback()
+        # A lost connection cannot roll back; the database dropped the transaction itself.
+        with suppress(SQLAlchemyError):
+            db.rollback()
     error = to_api_error(exc)
     from api.audit import record_failure  # the audit module imports this one
 

@@ -1,0 +1,395 @@
+"""Throughput under gunicorn, measured with wrk, on PostgreSQL and on SQLite.
+
+    apt-get install -y wrk                       # Debian's package
+    .venv/bin/python -m bench.throughput         # about 2 minutes
+    .venv/bin/python -m bench.throughput --workers 2 --threads 1 --databases postgresql
+
+For each database, the API is served exactly as the Docker image serves it (gunicorn
+'api:create_app()', gthread workers, --worker-tmp-dir /dev/shm, production settings, JSON
+request log at INFO, rate limits counted in Redis) on 127.0.0.1, and wrk drives, for a fixed
+duration each after a short warm-up:
+
+    ceiling   GET /ping of bench/ceiling.py, a bare Flask JSON endpoint, same gunicorn flags
+    me        GET /api/v1/me, authenticated
+    post      POST /api/v1/patients/me/mood-entries, a new id and occurred_at per request,
+              spread over as many patients as connections
+    trends    GET /api/v1/patients/me/trends?metric=mood&bucket=day, 600 entries over 300 days
+
+and prints requests/s, p50 and p99 latency and each figure's ratio to the ceiling. The goal
+(issue 7): the authenticated POST reaches at least 50 % of the ceiling. Only 127.0.0.1 is
+contacted; the databases made here are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.faults import BIN, HOST, PG_ADMIN, ROOT, Client, Server, free_port, pg_ready
+
+PATH_POST = "/api/v1/patients/me/mood-entries"
+PATH_TRENDS = "/api/v1/patients/me/trends?metric=mood&bucket=day"
+PASSWORD = "throughput bench passphrase 2026"
+
+# Shared by every script: threads numbered in setup(), answers counted by status.
+DONE_LUA = r"""
+local threads = {}
+tid = 0
+statuses = {}
+
+setup = function(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      merged[status] = (merged[status] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(merged) do
+    table.insert(parts, string.format('"%d":%d', status, n))
+  end
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f,' ..
+    '"max_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
+    '"statuses":{%s}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(parts, ",")))
+end
+"""
+
+GET_LUA = (
+    """
+wrk.method = "GET"
+{auth}
+"""
+    + DONE_LUA
+)
+
+# One new entry per request: ids unique per run, thread and request; each wrk thread cycles
+# over its own share of the patients, so concurrent requests mostly write for different ones.
+POST_LUA = (
+    r"""
+local tokens = {TOKENS}
+local nonce = "{NONCE}"
+local base = {BASE}
+local counter = 0
+
+request = function()
+  counter = counter + 1
+  local share = math.floor(#tokens / {THREADS})
+  local token = tokens[tid * share + (counter % share) + 1]
+  local id = string.format("%s-%04x-4000-8000-%012x", nonce, tid, counter)
+  local occurred = os.date("!%Y-%m-%dT%H:%M:%SZ", base + counter * {THREADS} + tid)
+  local body = string.format(
+    '{"id":"%s","occurred_at":"%s","mood":%d,"anxiety":%d,"note":"wrk"}',
+    id, occurred, counter % 11, (counter * 7) % 11)
+  return wrk.format("POST", "{PATH}", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. token,
+  }, body)
+end
+"""
+    + DONE_LUA
+)
+
+
+def lua_list(items: list[str]) -> str:
+    return "{" + ", ".join(f'"{i}"' for i in items) + "}"
+
+
+def wrk(
+    port: int, path: str, script: Path, *, duration: float, connections: int, threads: int
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://{HOST}:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def measure(
+    name: str, port: int, path: str, script: Callable[[], Path], args: argparse.Namespace
+) -> dict[str, Any]:
+    """A warm-up run, then the measured run; ``script`` writes a fresh script for each."""
+    common = {"connections": args.connections, "threads": args.wrk_threads}
+    wrk(port, path, script(), duration=args.warmup, **common)
+    result = wrk(port, path, script(), duration=args.duration, **common)
+    result["name"] = name
+    print(
+        f"    {name:8} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.1f} ms"
+        f"  p99 {result['p99_us'] / 1000:6.1f} ms  answers {result['statuses']}"
+        f"  socket errors/timeouts {result['errors'] - result['status']}",
+        flush=True,
+    )
+    return result
+
+
+def server_env(database_url: str, workdir: Path, tag: str, redis_db: int) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))},
+        "MOODTRACK_ENV": "production",
+        "DATABASE_URL": database_url,
+        "MOODTRACK_SIGNING_KEYS": f"tput={'t' * 48}",
+        "MOODTRACK_INSTANCE_PATH": str(workdir),
+        # Accounts are made only during set-up, which is not measured.
+        "MOODTRACK_ARGON2_TIME_COST": "1",
+        "MOODTRACK_ARGON2_MEMORY_KIB": "8192",
+        "MOODTRACK_ARGON2_PARALLELISM": "1",
+        # Counted in Redis as in production, with limits this load does not reach.
+        "MOODTRACK_RATELIMIT_STORAGE_URL": f"redis://{HOST}:6379/{redis_db}",
+        "MOODTRACK_RATELIMIT_KEY_PREFIX": f"tput-{tag}",
+        "MOODTRACK_RATELIMIT_WRITES_PER_USER": "100000000/minute",
+        "MOODTRACK_RATELIMIT_LOGIN_PER_ADDRESS": "1000000/minute",
+        "MOODTRACK_RATELIMIT_LOGIN_PER_ACCOUNT": "1000000/minute",
+        "MOODTRACK_RATELIMIT_REGISTER_PER_ADDRESS": "1000000/minute",
+    }
+
+
+def patient(client: Client, email: str) -> str:
+    body = {"email": email, "password": PASSWORD, "display_name": "T", "timezone": "UTC"}
+    status, _, data = client.request("POST", "/api/v1/auth/register", body)
+    if status != 201:
+        raise RuntimeError(f"register answered {status}: {data[:200]!r}")
+    status, _, data = client.request(
+        "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD}
+    )
+    if status != 200:
+        raise RuntimeError(f"login answered {status}: {data[:200]!r}")
+    return json.loads(data)["access_token"]
+
+
+def seed_trend_data(client: Client, token: str) -> None:
+    """600 entries over the last 300 days (two a day), through the batch endpoint."""
+    now = datetime.now(UTC)
+    entries = [
+        {
+            "occurred_at": (now - timedelta(days=300) + timedelta(hours=12 * i)).isoformat(),
+            "mood": (i * 3) % 11,
+            "anxiety": (i * 5) % 11,
+            "sleep_hours": 7,
+        }
+        for i in range(600)
+    ]
+    for chunk in (entries[:300], entries[300:]):
+        status, _, data = client.request(
+            "POST", f"{PATH_POST}/batch", {"entries": chunk}, token=token
+        )
+        if status not in (200, 201, 207) or json.loads(data)["created"] != len(chunk):
+            raise RuntimeError(f"seeding answered {status}: {data[:200]!r}")
+
+
+def run_database(
+    kind: str, args: argparse.Namespace, workdir: Path, tag: str
+) -> list[dict[str, Any]]:
+    if kind == "postgresql":
+        db_name = f"moodtrack_tput_{tag}"
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{db_name}"')
+        url = f"postgresql://postgres@{HOST}:5432/{db_name}"
+    else:
+        db_name = ""
+        url = f"sqlite:///{workdir / 'throughput.db'}"
+    env = server_env(url, workdir, tag, args.redis_db)
+    server = Server(free_port(), env, workdir / f"gunicorn-{kind}.log", args.workers, args.threads)
+    try:
+        subprocess.run(
+            [str(BIN / "moodtrack"), "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=120,
+            capture_output=True,
+        )
+        server.start()
+        setup = Client(server.port)
+        me_token = patient(setup, f"me-{tag}@example.org")
+        trends_token = patient(setup, f"trends-{tag}@example.org")
+        seed_trend_data(setup, trends_token)
+        writers = [patient(setup, f"w{i}-{tag}@example.org") for i in range(args.connections)]
+        auth = 'wrk.headers["Authorization"] = "Bearer {}"'
+
+        def get_script(token: str) -> Callable[[], Path]:
+            def write() -> Path:
+                path = workdir / "get.lua"
+                path.write_text(GET_LUA.replace("{auth}", auth.format(token)))
+                return path
+
+            return write
+
+        def post_script() -> Path:
+            # A new nonce for every run: the measured run must not replay the warm-up's ids.
+            path = workdir / "post.lua"
+            path.write_text(
+                POST_LUA.replace("{TOKENS}", lua_list(writers))
+                .replace("{NONCE}", uuid.uuid4().hex[:8])
+                .replace("{BASE}", str(int(time.time()) - 360 * 86400))
+                .replace("{THREADS}", str(args.wrk_threads))
+                .replace("{PATH}", PATH_POST)
+            )
+            return path
+
+        print(f"  {kind}: gunicorn {args.workers} workers x {args.threads} threads", flush=True)
+        return [
+            measure("me", server.port, "/api/v1/me", get_script(me_token), args),
+            measure("post", server.port, PATH_POST, post_script, args),
+            measure("trends", server.port, PATH_TRENDS, get_script(trends_token), args),
+        ]
+    finally:
+        server.stop()
+        if db_name and not args.keep:
+            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def run_ceiling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))}
+    server = Server(
+        free_port(),
+        env,
+        workdir / "gunicorn-ceiling.log",
+        args.workers,
+        args.threads,
+        target="bench.ceiling:app",
+    )
+    script = workdir / "ceiling.lua"
+    script.write_text(GET_LUA.replace("{auth}", ""))
+    try:
+        server.start()
+        print(f"  ceiling: gunicorn {args.workers} workers x {args.threads} threads", flush=True)
+        return measure("ceiling", server.port, "/ping", lambda: script, args)
+    finally:
+        server.stop()
+
+
+def table(ceiling: dict[str, Any], results: dict[str, list[dict[str, Any]]]) -> str:
+    rows = [
+        "| database | endpoint | requests/s | p50 ms | p99 ms | share of ceiling | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(db: str, r: dict[str, Any]) -> str:
+        return (
+            f"| {db} | {LABELS[r['name']]} | {r['rps']:.0f} | {r['p50_us'] / 1000:.1f} | "
+            f"{r['p99_us'] / 1000:.1f} | {100 * r['rps'] / ceiling['rps']:.0f} % | "
+            f"{r['errors']} |"
+        )
+
+    rows.append(row("none", ceiling))
+    for db, rs in results.items():
+        rows.extend(row(db, r) for r in rs)
+    return "\n".join(rows)
+
+
+LABELS = {
+    "ceiling": "bare Flask `GET /ping` (ceiling)",
+    "me": "`GET /me`",
+    "post": "`POST` mood entry",
+    "trends": "`GET` trends (600 entries)",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (Dockerfile: 4)")
+    parser.add_argument("--threads", type=int, default=4, help="threads each (Dockerfile: 4)")
+    parser.add_argument("--databases", default="postgresql,sqlite")
+    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--keep", action="store_true", help="keep databases, logs and scripts")
+    args = parser.parse_args()
+    if args.connections % args.wrk_threads:
+        parser.error("--connections must be a multiple of --wrk-threads")
+    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+    if "postgresql" in kinds and not pg_ready():
+        print("PostgreSQL is not running on 127.0.0.1:5432", file=sys.stderr)
+        return 1
+
+    tag = uuid.uuid4().hex[:8]
+    workdir = Path(tempfile.mkdtemp(prefix="moodtrack-throughput-"))
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+        f"wrk -t{args.wrk_threads} -c{args.connections}, {args.duration:g} s each "
+        f"after {args.warmup:g} s warm-up",
+        flush=True,
+    )
+    ceiling = run_ceiling(args, workdir)
+    results = {kind: run_database(kind, args, workdir, tag) for kind in kinds}
+    print()
+    print(table(ceiling, results))
+    print()
+    post = {kind: next(r for r in rs if r["name"] == "post") for kind, rs in results.items()}
+    status = 0
+    for kind, r in post.items():
+        share = r["rps"] / ceiling["rps"]
+        verdict = "meets" if share >= 0.5 else "MISSES"
+        print(
+            f"{kind}: the authenticated POST is {100 * share:.0f} % of the ceiling: {verdict} 50 %"
+        )
+    if any(r["errors"] for rs in results.values() for r in rs) or ceiling["errors"]:
+        print("some requests failed (see the errors column)")
+        status = 1
+    if args.keep:
+        print(f"kept: {workdir}")
+    else:
+        for path in workdir.iterdir():
+            path.unlink()
+        workdir.rmdir()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
