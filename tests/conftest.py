@@ -92,8 +92,13 @@ def _openapi_validator() -> Any:
     from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
-    # openapi-core knows application/json only; problem+json is JSON too.
-    config = Config(extra_media_type_deserializers={"application/problem+json": json_loads})
+    # openapi-core knows application/json only; problem+json and FHIR's fhir+json are JSON too.
+    config = Config(
+        extra_media_type_deserializers={
+            "application/problem+json": json_loads,
+            "application/fhir+json": json_loads,
+        }
+    )
     openapi = OpenAPI.from_dict(spec, config=config)
 
     def validate(response: Any) -> None:
