@@ -13,7 +13,6 @@ from models import Role, User
 from models.audit import AuditEvent, AuditSubject
 from tests.conftest import PASSWORD, auth, link, make_staff, register_patient, unique_email
 
-
 _FIRST_ID = {"value": 0}
 
 
@@ -74,13 +73,18 @@ def test_reads_by_a_clinician_are_audited_per_patient(db, client, care):
     other = register_patient(client)
     link(client, care["ch"], auth(client, other["email"]))
     client.get(f"/api/v1/patients/{care['patient']['id']}/mood-entries", headers=care["ch"])
-    reads = _events(db, action="read", resource_type="mood-entries",
-                    actor=_pseudonym(db, care["clinician"]["id"]))
+    reads = _events(
+        db,
+        action="read",
+        resource_type="mood-entries",
+        actor=_pseudonym(db, care["clinician"]["id"]),
+    )
     assert [r.patient for r in reads] == [_pseudonym(db, care["patient"]["id"])]
     assert reads[0].actor == _pseudonym(db, care["clinician"]["id"])
     client.get("/api/v1/patients", headers=care["ch"])
-    listed = _events(db, action="read", resource_type="patients",
-                     actor=_pseudonym(db, care["clinician"]["id"]))
+    listed = _events(
+        db, action="read", resource_type="patients", actor=_pseudonym(db, care["clinician"]["id"])
+    )
     assert {r.patient for r in listed} == {
         _pseudonym(db, care["patient"]["id"]),
         _pseudonym(db, other["id"]),
