@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -167,3 +168,16 @@ def _after(
     if not rest:
         return beyond
     return or_(beyond, and_(first == values[0], _after(rest, values[1:], descending=descending)))
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key() -> str | None:
+    """The Idempotency-Key header, if any; 422 when it is not 1 to 255 visible ASCII."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise validation_error({"Idempotency-Key": ["Must be 1 to 255 visible ASCII characters."]})
+    return key

@@ -13,8 +13,14 @@ from api.auth import current_principal, require_auth, resolve_patient_id
 from api.config import Settings
 from api.db import get_db
 from api.errors import not_found, validation_error
-from api.http import empty_response, json_response, keyset_page, load_body, require_if_match
-from api.resources.mood import idempotency_key
+from api.http import (
+    empty_response,
+    idempotency_key,
+    json_response,
+    keyset_page,
+    load_body,
+    require_if_match,
+)
 from models.accounts import Role
 from models.assessments import (
     Assessment,

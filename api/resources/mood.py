@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from api.db import get_db, settings
 from api.errors import from_validation, not_found, validation_error
 from api.http import (
     empty_response,
+    idempotency_key,
     json_response,
     keyset_page,
     load_body,
@@ -46,7 +46,6 @@ ns = Namespace("mood-entries", path="/patients", description="Mood entries")
 _in, _update, _out = MoodEntryIn(), MoodEntryUpdate(), MoodEntryOut()
 _list_out, _sync_out = MoodEntryListOut(), MoodEntrySyncOut()
 _batch_in, _batch_out = MoodEntryBatchIn(), MoodEntryBatchOut()
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _MAX_SEQ = 2**62
 
 
@@ -74,16 +73,6 @@ def entry_data(entry: MoodEntry) -> dict[str, Any]:
 def entry_view(entry: MoodEntry) -> dict[str, Any]:
     """An entry as MoodEntryOut renders it."""
     return _out.dump(entry_data(entry))
-
-
-def idempotency_key() -> str | None:
-    """The Idempotency-Key header, if any; 422 when it is not 1 to 255 visible ASCII."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise validation_error({"Idempotency-Key": ["Must be 1 to 255 visible ASCII characters."]})
-    return key
 
 
 def _entry_id(raw: str) -> uuid.UUID:
