@@ -174,11 +174,13 @@ def install_audit(app: Flask) -> None:
 
         db = get_db()
         try:
+            # Built first: the rollback below expires the loaded principal.
+            entries = _entries("success")
             # End the read's transaction, then write in one that takes the write lock at
             # BEGIN: SQLite cannot upgrade a read transaction while other readers are busy.
             db.rollback()
             g.audit_write = True
-            record(db=db, entries=_entries("success"))
+            record(db=db, entries=entries)
             db.commit()
         except SQLAlchemyError:
             db.rollback()
