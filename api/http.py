@@ -57,6 +57,16 @@ def json_response(
     return response
 
 
+def created_response(body: Any, *, record_id: Any, etag: str, created: bool) -> Response:
+    """The answer to an idempotent create: 201 with Location, or 200 for a replay."""
+    return json_response(
+        body,
+        201 if created else 200,
+        etag=etag,
+        headers={"Location": f"{request.path}/{record_id}"},
+    )
+
+
 def empty_response(status: int = 204) -> Response:
     """A response without a body."""
     return current_app.response_class(status=status)

@@ -14,6 +14,7 @@ from api.config import Settings
 from api.db import get_db
 from api.errors import not_found, validation_error
 from api.http import (
+    created_response,
     empty_response,
     idempotency_key,
     json_response,
@@ -110,11 +111,11 @@ class Assessments(Resource):
         assessment = submitted.assessment
         # A replay carries the crisis block too: the phone may never have seen the first answer.
         crisis = crisis_block(settings) if assessment.safety_item_positive else None
-        return json_response(
+        return created_response(
             _out.dump(assessment_data(assessment, crisis=crisis)),
-            201 if submitted.created else 200,
+            record_id=assessment.id,
             etag=assessment.etag,
-            headers={"Location": f"{request.path}/{assessment.id}"},
+            created=submitted.created,
         )
 
     @require_auth(Role.patient, Role.clinician)

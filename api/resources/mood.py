@@ -14,6 +14,7 @@ from api.auth import current_principal, require_auth, resolve_patient_for_write,
 from api.db import get_db, settings
 from api.errors import from_validation, not_found, validation_error
 from api.http import (
+    created_response,
     empty_response,
     idempotency_key,
     json_response,
@@ -100,11 +101,8 @@ class MoodEntries(Resource):
             idempotency_key=key,
         )
         db.commit()
-        return json_response(
-            entry_view(entry),
-            201 if created else 200,
-            etag=entry.etag,
-            headers={"Location": f"{request.path}/{entry.id}"},
+        return created_response(
+            entry_view(entry), record_id=entry.id, etag=entry.etag, created=created
         )
 
     @require_auth(Role.patient, Role.clinician)

@@ -14,6 +14,7 @@ from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db
 from api.errors import ApiError, not_found, validation_error
 from api.http import (
+    created_response,
     empty_response,
     idempotency_key,
     json_response,
@@ -132,11 +133,8 @@ class Sessions(Resource):
             idempotency_key=key,
         )
         db.commit()
-        return json_response(
-            _view(db, session),
-            201 if created else 200,
-            etag=session.etag,
-            headers={"Location": f"{request.path}/{session.id}"},
+        return created_response(
+            _view(db, session), record_id=session.id, etag=session.etag, created=created
         )
 
     @require_auth(Role.patient, Role.clinician)
