@@ -9,11 +9,12 @@ into ``audit_events`` (on PostgreSQL a role without UPDATE or DELETE enforces it
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, insert, select
+from sqlalchemy import BigInteger, Engine, ForeignKey, Index, String, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -74,16 +75,44 @@ class Entry:
     client_address: str | None
 
 
+# Pseudonyms already read, per database: a pseudonym never changes while its user exists,
+# so every audited request after a user's first skips the lookup. Erasure drops the entry in
+# this process (``forget_pseudonym``); another worker may still hold it, which is harmless:
+# the erased user can no longer authenticate or be resolved, and the pseudonym names nobody.
+_KNOWN: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, uuid.UUID]] = weakref.WeakKeyDictionary()
+_KNOWN_LIMIT = 100_000
+
+
+def _known(db: Session) -> dict[uuid.UUID, uuid.UUID]:
+    return _KNOWN.setdefault(db.get_bind().engine, {})
+
+
+def forget_pseudonym(*, db: Session, user_id: uuid.UUID) -> None:
+    """Drop a user's cached pseudonym; erasure deletes the mapping row itself (cascade)."""
+    _known(db).pop(user_id, None)
+
+
 def pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     """The pseudonym of each existing user, created on first use (race-safe upsert).
 
-    One query when every user has one already, the usual case.
+    No query when every user's pseudonym is known to this process, the usual case.
     """
+    known = _known(db)
+    wanted = set(user_ids)
+    hits = {user_id: known[user_id] for user_id in wanted if user_id in known}
+    if len(hits) == len(wanted):
+        return hits
+    found = _read_or_create(db=db, user_ids=wanted - hits.keys())
+    if len(known) > _KNOWN_LIMIT:
+        known.clear()
+    known.update(found)
+    return hits | found
+
+
+def _read_or_create(*, db: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     from models.accounts import User
 
-    wanted = set(user_ids)
-    if not wanted:
-        return {}
+    wanted = user_ids
     # Only users that still exist get a pseudonym: the erase event of an account is
     # recorded after its rows are gone, and then names nobody.
     rows = db.execute(

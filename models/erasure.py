@@ -9,10 +9,7 @@ bytes in free pages and in the write-ahead log, so every connection runs with
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Engine
@@ -21,6 +18,7 @@ from sqlalchemy.orm import Session
 from models.accounts import RefreshToken, Role, TokenFamily, User
 from models.alerts import Alert
 from models.assessments import Assessment, AssessmentVersion
+from models.audit import forget_pseudonym
 from models.care import CareLink, Invite
 from models.errors import RuleViolation
 from models.mood import MoodEntry, MoodEntryVersion
@@ -29,19 +27,6 @@ from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
 log = logging.getLogger("moodtrack")
-
-
-def _audit_hook() -> Callable[..., Any] | None:
-    # The audit trail is built beside this module (issue 6, items 1-2). Its contract: if
-    # models.audit defines ``pseudonymise_audit(db, user_id)``, it is called inside the
-    # erasure's transaction, before any row goes, and afterwards no audit row may hold the
-    # user's id. Imported lazily so erasure works with or without that module.
-    try:
-        audit = importlib.import_module("models.audit")
-    except ModuleNotFoundError:
-        return None
-    hook = getattr(audit, "pseudonymise_audit", None)
-    return hook if callable(hook) else None
 
 
 def erase_patient(*, db: Session, passwords: Passwords, user: User, password: str) -> None:
@@ -55,9 +40,9 @@ def erase_patient(*, db: Session, passwords: Passwords, user: User, password: st
     if not passwords.verify(user.password_hash, password):
         raise RuleViolation({"password": ["Does not match your password."]})
     uid = user.id
-    hook = _audit_hook()
-    if hook is not None:
-        hook(db, uid)
+    # The audit trail keeps its rows; deleting the user deletes their pseudonym mapping
+    # (ON DELETE CASCADE), which is what pseudonymises them.
+    forget_pseudonym(db=db, user_id=uid)
 
     entries = select(MoodEntry.id).where(MoodEntry.patient_id == uid)
     assessments = select(Assessment.id).where(Assessment.patient_id == uid)
