@@ -6,14 +6,25 @@ range); Python only walks the small per-day or per-window results that come back
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Float, Select, and_, case, cast, func, literal, select
+from sqlalchemy import (
+    Float,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -22,7 +33,7 @@ from models.instruments import band_of
 from models.mood import MoodEntry
 from models.outcomes import RuleSet
 from models.sessions import SessionStatus, TreatmentSession
-from models.sqltime import month_start, week_start
+from models.sqltime import dialect_of, month_start, shifted, week_start
 
 Direction = Literal["up", "down"]
 MOOD_METRICS: dict[str, Direction] = {
@@ -41,6 +52,7 @@ INSTRUMENT_METRICS: dict[str, Direction] = {
 METRICS: dict[str, Direction] = {**MOOD_METRICS, **INSTRUMENT_METRICS}
 BUCKETS = ("day", "week", "month")
 
+SIX_DAYS = timedelta(days=6)
 BASELINE_WINDOW = timedelta(days=14)
 CURRENT_WINDOW = timedelta(days=7)
 PRE_FALLBACK_WINDOW = timedelta(hours=24)
@@ -93,9 +105,11 @@ def is_better_or_equal_failure(metric: str, value: float, pre: float) -> bool:
 # ---------------------------------------------------------------- series
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """One bucket of a series: its first day and the statistics of its measurements."""
+class Bucket(NamedTuple):
+    """One bucket of a series: its first day and the statistics of its measurements.
+
+    A named tuple: a two-year daily series has 730 of them, read field by field three
+    times over."""
 
     start: date
     mean: float
@@ -114,21 +128,27 @@ def series(
     date_to: date | None = None,
 ) -> list[Bucket]:
     """Buckets that have data, oldest first; from/to are local dates, both inclusive."""
-    m = measurements(metric).where(_patient(metric, patient_id))
-    m = _bounded(metric, m, date_from, date_to).subquery()
-    if bucket == "day":
-        key: ColumnElement[Any] = m.c.local_date
-    elif bucket == "week":
-        key = week_start(db, m.c.local_date)
-    else:
-        key = month_start(db, m.c.local_date)
-    key = key.label("bucket")
-    rows = db.execute(
-        select(key, func.avg(m.c.value), func.count(), func.min(m.c.value), func.max(m.c.value))
-        .group_by(key)
-        .order_by(key)
-    ).all()
-    return [Bucket(r[0], float(r[1]), int(r[2]), float(r[3]), float(r[4])) for r in rows]
+    statement = _series_statement(
+        metric, bucket, dialect_of(db), date_from is not None, date_to is not None
+    )
+    rows = db.execute(statement, _params(patient_id, date_from, date_to)).all()
+    return [Bucket._make(row) for row in rows]
+
+
+def _params(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+    return {"patient_id": patient_id, "date_from": date_from, "date_to": date_to}
+
+
+def _measured(metric: str, *, bounded_from: bool = False, bounded_to: bool = False) -> Any:
+    """The patient's measurements of ``metric`` as a subquery, with bound parameters
+    ``patient_id`` and, when bounded, ``date_from``/``date_to`` (local dates, inclusive)."""
+    model = MoodEntry if metric in MOOD_METRICS else Assessment
+    stmt = measurements(metric).where(model.patient_id == bindparam("patient_id"))
+    if bounded_from:
+        stmt = stmt.where(model.local_date >= bindparam("date_from"))
+    if bounded_to:
+        stmt = stmt.where(model.local_date <= bindparam("date_to"))
+    return stmt.subquery()
 
 
 def _patient(metric: str, patient_id: uuid.UUID) -> ColumnElement[bool]:
@@ -136,26 +156,42 @@ def _patient(metric: str, patient_id: uuid.UUID) -> ColumnElement[bool]:
     return model.patient_id == patient_id
 
 
-def _bounded(
-    metric: str, stmt: Select[Any], date_from: date | None, date_to: date | None
+# Statements are built once per shape and reused with new parameters: building a
+# SQLAlchemy statement costs more than the database takes to run one of these.
+@functools.cache
+def _series_statement(
+    metric: str, bucket: str, dialect: str, bounded_from: bool, bounded_to: bool
 ) -> Select[Any]:
-    model = MoodEntry if metric in MOOD_METRICS else Assessment
-    if date_from is not None:
-        stmt = stmt.where(model.local_date >= date_from)
-    if date_to is not None:
-        stmt = stmt.where(model.local_date <= date_to)
-    return stmt
+    m = _measured(metric, bounded_from=bounded_from, bounded_to=bounded_to)
+    if bucket == "day":
+        key: ColumnElement[Any] = m.c.local_date
+    else:
+        key = (week_start if bucket == "week" else month_start)(dialect, m.c.local_date)
+    key = key.label("start")
+    return (
+        select(
+            key,
+            type_coerce(func.avg(m.c.value), Float).label("mean"),
+            func.count().label("n"),
+            func.min(m.c.value).label("min"),
+            func.max(m.c.value).label("max"),
+        )
+        .group_by(key)
+        .order_by(key)
+    )
 
 
 def rolling7(days: Sequence[Bucket]) -> list[tuple[date, float]]:
     """For each day d with data: the mean of the daily values of the days in [d-6, d]."""
+    starts = [day.start for day in days]
+    means = [day.mean for day in days]
     out: list[tuple[date, float]] = []
-    window: deque[Bucket] = deque()
-    for day in days:  # oldest first: a sliding window of at most 7 days
-        window.append(day)
-        while window[0].start < day.start - timedelta(days=6):
-            window.popleft()
-        out.append((day.start, sum(b.mean for b in window) / len(window)))
+    first = 0  # oldest day still inside the window of the current day
+    for i, start in enumerate(starts):
+        while starts[first] < start - SIX_DAYS:
+            first += 1
+        # Summed afresh, not as a running total: no rounding drift over two years of days.
+        out.append((start, sum(means[first : i + 1]) / (i + 1 - first)))
     return out
 
 
@@ -174,44 +210,6 @@ def slope_per_week(days: Sequence[Bucket]) -> float | None:
 # ---------------------------------------------------------------- baseline and current
 
 
-def first_completed_start(*, db: Session, patient_id: uuid.UUID) -> datetime | None:
-    """S1: the start of the earliest completed (not deleted) session."""
-    return db.scalar(
-        select(func.min(TreatmentSession.started_at)).where(
-            TreatmentSession.patient_id == patient_id,
-            TreatmentSession.deleted_at.is_(None),
-            TreatmentSession.status == SessionStatus.completed,
-        )
-    )
-
-
-def baseline(*, db: Session, patient_id: uuid.UUID, metric: str) -> float | None:
-    """Pre-treatment level (analytics.md "Baseline and current")."""
-    m = measurements(metric).where(_patient(metric, patient_id)).subquery()
-    s1 = first_completed_start(db=db, patient_id=patient_id)
-    if s1 is not None:
-        mean = db.scalar(
-            select(func.avg(m.c.value)).where(
-                m.c.occurred_at >= s1 - BASELINE_WINDOW, m.c.occurred_at < s1
-            )
-        )
-        if mean is not None:
-            return float(mean)
-        last = db.scalar(
-            select(m.c.value).where(m.c.occurred_at < s1).order_by(m.c.occurred_at.desc()).limit(1)
-        )
-        return None if last is None else float(last)
-    first = db.scalar(select(func.min(m.c.occurred_at)))
-    if first is None:
-        return None
-    mean = db.scalar(
-        select(func.avg(m.c.value)).where(
-            m.c.occurred_at >= first, m.c.occurred_at < first + BASELINE_WINDOW
-        )
-    )
-    return None if mean is None else float(mean)
-
-
 @dataclass(frozen=True)
 class Current:
     """The recent level: mean over (L - 7 days, L], and the latest single value."""
@@ -219,6 +217,95 @@ class Current:
     value: float | None
     latest_value: float | None
     latest_at: datetime | None
+
+
+def levels(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    metric: str,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> tuple[float | None, Current]:
+    """Baseline and current level (analytics.md "Baseline and current") in one statement.
+
+    Each rule is a scalar subquery over the patient's indexes; the database runs them all
+    in one round trip, and only the rule that applies is used here. ``date_from``/``date_to``
+    bound the current level, never the baseline (it is the pre-treatment level).
+    """
+    statement = _levels_statement(
+        metric, dialect_of(db), date_from is not None, date_to is not None
+    )
+    row = db.execute(statement, _params(patient_id, date_from, date_to)).one()
+    s1_at, s1_window_mean, s1_last, first_window_mean, last_at, last_value, current_mean = row
+    if s1_at is not None:
+        base = s1_window_mean if s1_window_mean is not None else s1_last
+    else:
+        base = first_window_mean
+    now = (
+        Current(None, None, None)
+        if last_at is None
+        else Current(float(current_mean), float(last_value), last_at)
+    )
+    return (None if base is None else float(base)), now
+
+
+@functools.cache
+def _levels_statement(
+    metric: str, dialect: str, bounded_from: bool, bounded_to: bool
+) -> Select[Any]:
+    every = _measured(metric)
+    ranged = _measured(metric, bounded_from=bounded_from, bounded_to=bounded_to)
+
+    def mean(m: Any, *where: ColumnElement[bool]) -> Any:
+        return select(func.avg(m.c.value)).where(*where).scalar_subquery()
+
+    s1 = (
+        select(func.min(TreatmentSession.started_at))
+        .where(
+            TreatmentSession.patient_id == bindparam("patient_id"),
+            TreatmentSession.deleted_at.is_(None),
+            TreatmentSession.status == SessionStatus.completed,
+        )
+        .scalar_subquery()
+    )
+    first = select(func.min(every.c.occurred_at)).scalar_subquery()
+    fortnight = int(BASELINE_WINDOW.total_seconds())
+    week = int(CURRENT_WINDOW.total_seconds())
+    last_before_s1 = (
+        select(every.c.value)
+        .where(every.c.occurred_at < s1)
+        .order_by(every.c.occurred_at.desc(), every.c.value.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    newest = ranged.c.occurred_at.desc(), ranged.c.value.desc()
+    latest_at = select(ranged.c.occurred_at).order_by(*newest).limit(1).scalar_subquery()
+    latest_value = select(ranged.c.value).order_by(*newest).limit(1).scalar_subquery()
+    return select(
+        s1,
+        mean(
+            every, every.c.occurred_at >= shifted(dialect, s1, -fortnight), every.c.occurred_at < s1
+        ),
+        last_before_s1,
+        mean(
+            every,
+            every.c.occurred_at >= first,
+            every.c.occurred_at < shifted(dialect, first, fortnight),
+        ),
+        latest_at,
+        latest_value,
+        mean(
+            ranged,
+            ranged.c.occurred_at > shifted(dialect, latest_at, -week),
+            ranged.c.occurred_at <= latest_at,
+        ),
+    )
+
+
+def baseline(*, db: Session, patient_id: uuid.UUID, metric: str) -> float | None:
+    """Pre-treatment level (analytics.md "Baseline and current")."""
+    return levels(db=db, patient_id=patient_id, metric=metric)[0]
 
 
 def current(
@@ -230,21 +317,9 @@ def current(
     date_to: date | None = None,
 ) -> Current:
     """Current level, within the requested local-date range when one is given."""
-    m = _bounded(
-        metric, measurements(metric).where(_patient(metric, patient_id)), date_from, date_to
-    ).subquery()
-    latest = db.execute(
-        select(m.c.occurred_at, m.c.value).order_by(m.c.occurred_at.desc()).limit(1)
-    ).first()
-    if latest is None:
-        return Current(None, None, None)
-    last_at = latest[0]
-    mean = db.scalar(
-        select(func.avg(m.c.value)).where(
-            m.c.occurred_at > last_at - CURRENT_WINDOW, m.c.occurred_at <= last_at
-        )
-    )
-    return Current(float(mean), float(latest[1]), last_at)
+    return levels(
+        db=db, patient_id=patient_id, metric=metric, date_from=date_from, date_to=date_to
+    )[1]
 
 
 @dataclass(frozen=True)
@@ -313,8 +388,9 @@ def summary(
     date_to: date | None = None,
 ) -> Summary:
     """The trend summary of one metric for one patient."""
-    base = baseline(db=db, patient_id=patient_id, metric=metric)
-    now = current(db=db, patient_id=patient_id, metric=metric, date_from=date_from, date_to=date_to)
+    base, now = levels(
+        db=db, patient_id=patient_id, metric=metric, date_from=date_from, date_to=date_to
+    )
     return summarise(metric=metric, base=base, now=now, rules=rules)
 
 

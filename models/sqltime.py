@@ -15,12 +15,13 @@ from sqlalchemy.sql.expression import type_coerce
 from models.base import UTCDateTime
 
 
-def dialect_of(db: Session) -> str:
-    """'sqlite' or 'postgresql'."""
-    return db.get_bind().dialect.name
+def dialect_of(db: Session | str) -> str:
+    """'sqlite' or 'postgresql', of a session or already a dialect name (statements built
+    once per dialect take the name)."""
+    return db if isinstance(db, str) else db.get_bind().dialect.name
 
 
-def shifted(db: Session, instant: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
+def shifted(db: Session | str, instant: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
     """``instant`` plus ``seconds`` (negative to go back)."""
     if dialect_of(db) == "postgresql":
         return instant + literal_column("interval '1 second'") * literal(seconds)
@@ -29,15 +30,16 @@ def shifted(db: Session, instant: ColumnElement[Any], seconds: int) -> ColumnEle
     return type_coerce(text, UTCDateTime())
 
 
-def week_start(db: Session, day: ColumnElement[Any]) -> ColumnElement[Any]:
+def week_start(db: Session | str, day: ColumnElement[Any]) -> ColumnElement[Any]:
     """The Monday of the ISO week containing ``day``."""
     if dialect_of(db) == "postgresql":
         return cast(func.date_trunc("week", day), Date)
     return type_coerce(func.date(day, "weekday 0", "-6 days"), Date)
 
 
-def month_start(db: Session, day: ColumnElement[Any]) -> ColumnElement[Any]:
+def month_start(db: Session | str, day: ColumnElement[Any]) -> ColumnElement[Any]:
     """The first day of the month containing ``day``."""
     if dialect_of(db) == "postgresql":
         return cast(func.date_trunc("month", day), Date)
     return type_coerce(func.date(day, "start of month"), Date)
+
