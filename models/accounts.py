@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import secrets
 import uuid
@@ -12,8 +13,10 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    Select,
     String,
     Text,
+    bindparam,
     delete,
     exists,
     select,
@@ -302,15 +305,24 @@ def load_principal(
 
     One query: user enabled, session not revoked, token not on the deny list.
     """
+    return db.scalars(
+        _principal_statement(), {"user_id": user_id, "family_id": family_id, "jti": jti}
+    ).one_or_none()
+
+
+@functools.cache
+def _principal_statement() -> Select[tuple[User]]:
+    # Built once: every authenticated request runs it, and building it costs more than
+    # running it.
     live_family = exists().where(
-        TokenFamily.id == family_id,
+        TokenFamily.id == bindparam("family_id"),
         TokenFamily.user_id == User.id,
         TokenFamily.revoked_at.is_(None),
     )
-    revoked = exists().where(RevokedAccessToken.jti == jti)
-    return db.scalars(
-        select(User).where(User.id == user_id, User.disabled_at.is_(None), live_family, ~revoked)
-    ).one_or_none()
+    revoked = exists().where(RevokedAccessToken.jti == bindparam("jti"))
+    return select(User).where(
+        User.id == bindparam("user_id"), User.disabled_at.is_(None), live_family, ~revoked
+    )
 
 
 def change_password(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, Select, String, or_, select, text, update
+from sqlalchemy import ForeignKey, Index, Select, String, bindparam, or_, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.accounts import Role, User
@@ -149,14 +150,16 @@ def can_see_patient(*, db: Session, viewer: User, patient_id: uuid.UUID) -> bool
     if viewer.role == Role.patient:
         return viewer.id == patient_id
     if viewer.role == Role.clinician:
-        return (
-            db.scalar(
-                select(CareLink.id).where(
-                    CareLink.patient_id == patient_id,
-                    CareLink.clinician_id == viewer.id,
-                    CareLink.ended_at.is_(None),
-                )
-            )
-            is not None
-        )
+        found = db.scalar(_live_link(), {"patient_id": patient_id, "clinician_id": viewer.id})
+        return found is not None
     return False
+
+
+@functools.cache
+def _live_link() -> Select[tuple[uuid.UUID]]:
+    # Built once: every clinician request about a patient runs it.
+    return select(CareLink.id).where(
+        CareLink.patient_id == bindparam("patient_id"),
+        CareLink.clinician_id == bindparam("clinician_id"),
+        CareLink.ended_at.is_(None),
+    )
