@@ -176,10 +176,12 @@ def install_audit(app: Flask) -> None:
         try:
             # Built first: the rollback below expires the loaded principal.
             entries = _entries("success")
-            # End the read's transaction, then write in one that takes the write lock at
-            # BEGIN: SQLite cannot upgrade a read transaction while other readers are busy.
-            db.rollback()
-            g.audit_write = True
+            if db.get_bind().dialect.name == "sqlite":
+                # End the read's transaction, then write in one that takes the write lock
+                # at BEGIN: SQLite cannot upgrade a read transaction while other readers
+                # are busy. PostgreSQL writes in the read's own transaction.
+                db.rollback()
+                g.audit_write = True
             record(db=db, entries=entries)
             db.commit()
         except SQLAlchemyError:
