@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from tests.conftest import auth, link, make_staff, register_patient
 
@@ -109,3 +110,27 @@ def test_reports_are_private(app, client, care):
         for headers in (stranger, other):
             assert client.get(f"{care['base']}/{path}", headers=headers).status_code == 404
         assert client.get(f"{care['base']}/{path}").status_code == 401
+
+
+def test_a_trend_costs_four_selects_and_one_audit_insert(app, client, care):
+    """Principal, care link, the series and the summary (one statement for baseline and
+    current); then the read's audit row. No statement per day, session or measurement."""
+    start = NOW - timedelta(days=40)
+    _session(client, care, start + timedelta(days=20))
+    for day in range(40):
+        _mood(client, care, start + timedelta(days=day, hours=9), day % 10)
+    url = f"{care['base']}/trends?metric=mood"
+    assert client.get(url, headers=care["ch"]).status_code == 200  # pseudonyms now known
+    engine = app.extensions["moodtrack"].engine
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = client.get(url, headers=care["ch"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 200 and len(response.get_json()["series"]) == 40
+    assert seen.count("SELECT") == 4 and seen.count("INSERT") == 1
