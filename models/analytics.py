@@ -10,7 +10,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
@@ -455,10 +455,9 @@ def effects(
     spans = [
         (s, course[i + 1].started_at if i + 1 < len(course) else None) for i, s in enumerate(course)
     ]
-    base = measurements(metric).where(_patient(metric, patient_id))
-    pres = _pre_values(db, base, metric, spans)
-    windows = _window_values(db, base, spans)
-    days = _daily_in_span(db, base, spans)
+    pres = _pre_values(db, patient_id, metric, spans)
+    windows = _window_values(db, patient_id, metric, spans)
+    days = _daily_in_span(db, patient_id, metric, spans)
     out = []
     for index, (session, span_end) in enumerate(spans):
         pre, source = pres[index]
@@ -502,8 +501,7 @@ def pre_values(
     """Each session's pre value: linked ``pre`` check-ins, else the last in [s - 24 h, s)."""
     if not sessions:
         return {}
-    base = measurements(metric).where(_patient(metric, patient_id))
-    found = _pre_values(db, base, metric, [(s, None) for s in sessions])
+    found = _pre_values(db, patient_id, metric, [(s, None) for s in sessions])
     return {s.id: found[i][0] for i, s in enumerate(sessions)}
 
 
@@ -511,26 +509,39 @@ def _local_date_of_start(session: TreatmentSession) -> date:
     return (session.started_at + timedelta(minutes=session.utc_offset_minutes)).date()
 
 
-def _in_span(m: Any, start: datetime, span_end: datetime | None) -> ColumnElement[bool]:
-    condition = m.c.occurred_at > start
-    if span_end is not None:
-        condition = and_(condition, m.c.occurred_at < span_end)
-    return condition
+# The effect statements below depend on the number of sessions only; they are built once
+# per (metric, database, count) with bound parameters and reused: building one with 12
+# sessions' windows cost four times what running it does.
+Spans = Sequence[tuple[TreatmentSession, datetime | None]]
+# The last session's span is open-ended: its end is a date no measurement reaches.
+OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _span_params(patient_id: uuid.UUID, spans: Spans) -> dict[str, Any]:
+    params: dict[str, Any] = {"patient_id": patient_id}
+    for i, (session, span_end) in enumerate(spans):
+        params[f"start_{i}"] = session.started_at
+        params[f"end_{i}"] = span_end if span_end is not None else OPEN_END
+        for name, after, until in EFFECT_WINDOWS:
+            params[f"{name}_from_{i}"] = session.started_at + after
+            params[f"{name}_to_{i}"] = session.started_at + until
+        params[f"pre_from_{i}"] = session.started_at - PRE_FALLBACK_WINDOW
+    return params
+
+
+def _in_span(m: Any, i: int) -> ColumnElement[bool]:
+    """After the i-th session's start and before the next completed session's."""
+    return and_(m.c.occurred_at > bindparam(f"start_{i}"), m.c.occurred_at < bindparam(f"end_{i}"))
 
 
 def _pre_values(
-    db: Session,
-    base: Select[Any],
-    metric: str,
-    spans: Sequence[tuple[TreatmentSession, datetime | None]],
+    db: Session, patient_id: uuid.UUID, metric: str, spans: Spans
 ) -> dict[int, tuple[float | None, str | None]]:
-    m = base.subquery()
     ids = [s.id for s, _ in spans]
     linked = dict(
         db.execute(
-            select(m.c.session_id, func.avg(m.c.value))
-            .where(m.c.session_id.in_(ids), m.c.phase == "pre")
-            .group_by(m.c.session_id)
+            _linked_pre_statement(metric, dialect_of(db)),
+            {"patient_id": patient_id, "session_ids": ids},
         ).all()
     )
     out: dict[int, tuple[float | None, str | None]] = {}
@@ -541,95 +552,120 @@ def _pre_values(
         else:
             missing.append(index)
     if missing:
-        # The last measurement in [s - 24 h, s) for each session without a linked pre value:
-        # one query, ranking each session's candidates newest first.
-        which = case(
-            *[
-                (
-                    and_(
-                        m.c.occurred_at >= spans[i][0].started_at - PRE_FALLBACK_WINDOW,
-                        m.c.occurred_at < spans[i][0].started_at,
-                    ),
-                    literal(i),
-                )
-                for i in missing
-            ],
-            else_=None,
-        ).label("idx")
-        tagged = select(which, m.c.value, m.c.occurred_at).subquery()
-        ranked = (
-            select(
-                tagged.c.idx,
-                tagged.c.value,
-                func.row_number()
-                .over(partition_by=tagged.c.idx, order_by=tagged.c.occurred_at.desc())
-                .label("rank"),
-            )
-            .where(tagged.c.idx.is_not(None))
-            .subquery()
-        )
+        params = _span_params(patient_id, [spans[i] for i in missing])
         found = dict(
-            db.execute(select(ranked.c.idx, ranked.c.value).where(ranked.c.rank == 1)).all()
+            db.execute(_fallback_pre_statement(metric, dialect_of(db), len(missing)), params).all()
         )
-        for i in missing:
-            value = found.get(i)
+        for position, i in enumerate(missing):
+            value = found.get(position)
             out[i] = (None, None) if value is None else (float(value), "last_24h")
     return out
 
 
-def _window_values(
-    db: Session,
-    base: Select[Any],
-    spans: Sequence[tuple[TreatmentSession, datetime | None]],
-) -> dict[tuple[int, str], tuple[float | None, int]]:
-    m = base.subquery()
-    columns = []
-    keys = []
-    for index, (session, span_end) in enumerate(spans):
-        for name, after, until in EFFECT_WINDOWS:
-            inside = and_(
-                _in_span(m, session.started_at, span_end),
-                m.c.occurred_at > session.started_at + after,
-                m.c.occurred_at <= session.started_at + until,
+@functools.cache
+def _linked_pre_statement(metric: str, dialect: str) -> Select[Any]:
+    m = _measured(metric)
+    return (
+        select(m.c.session_id, func.avg(m.c.value))
+        .where(m.c.session_id.in_(bindparam("session_ids", expanding=True)), m.c.phase == "pre")
+        .group_by(m.c.session_id)
+    )
+
+
+@functools.cache
+def _fallback_pre_statement(metric: str, dialect: str, count: int) -> Select[Any]:
+    # The last measurement in [s - 24 h, s) for each session without a linked pre value:
+    # one query, ranking each session's candidates newest first.
+    m = _measured(metric)
+    which = case(
+        *[
+            (
+                and_(
+                    m.c.occurred_at >= bindparam(f"pre_from_{i}"),
+                    m.c.occurred_at < bindparam(f"start_{i}"),
+                ),
+                literal(i),
             )
-            columns.append(func.avg(case((inside, m.c.value), else_=None)))
-            columns.append(func.count(case((inside, 1), else_=None)))
-            keys.append((index, name))
-    first = spans[0][0].started_at
-    last = spans[-1][0].started_at + EFFECT_WINDOWS[-1][2]
-    row = db.execute(select(*columns).where(m.c.occurred_at > first, m.c.occurred_at <= last)).one()
+            for i in range(count)
+        ],
+        else_=None,
+    ).label("idx")
+    tagged = select(which, m.c.value, m.c.occurred_at).subquery()
+    ranked = (
+        select(
+            tagged.c.idx,
+            tagged.c.value,
+            func.row_number()
+            .over(partition_by=tagged.c.idx, order_by=tagged.c.occurred_at.desc())
+            .label("rank"),
+        )
+        .where(tagged.c.idx.is_not(None))
+        .subquery()
+    )
+    return select(ranked.c.idx, ranked.c.value).where(ranked.c.rank == 1)
+
+
+def _window_values(
+    db: Session, patient_id: uuid.UUID, metric: str, spans: Spans
+) -> dict[tuple[int, str], tuple[float | None, int]]:
+    params = _span_params(patient_id, spans)
+    params["first"] = spans[0][0].started_at
+    params["last"] = spans[-1][0].started_at + EFFECT_WINDOWS[-1][2]
+    row = db.execute(_windows_statement(metric, dialect_of(db), len(spans)), params).one()
     out = {}
-    for position, key in enumerate(keys):
-        mean, n = row[2 * position], row[2 * position + 1]
-        out[key] = (None if mean is None else float(mean), int(n or 0))
+    position = 0
+    for index in range(len(spans)):
+        for name, _after, _until in EFFECT_WINDOWS:
+            mean, n = row[position], row[position + 1]
+            out[(index, name)] = (None if mean is None else float(mean), int(n or 0))
+            position += 2
     return out
 
 
-def _daily_in_span(
-    db: Session,
-    base: Select[Any],
-    spans: Sequence[tuple[TreatmentSession, datetime | None]],
-) -> dict[int, list[tuple[date, float]]]:
-    m = base.subquery()
-    which = case(
-        *[(_in_span(m, s.started_at, end), literal(i)) for i, (s, end) in enumerate(spans)],
-        else_=None,
-    ).label("idx")
-    tagged = (
-        select(which, m.c.local_date, m.c.value)
-        .where(m.c.occurred_at > spans[0][0].started_at)
-        .subquery()
+@functools.cache
+def _windows_statement(metric: str, dialect: str, count: int) -> Select[Any]:
+    m = _measured(metric)
+    columns = []
+    for i in range(count):
+        for name, _after, _until in EFFECT_WINDOWS:
+            inside = and_(
+                _in_span(m, i),
+                m.c.occurred_at > bindparam(f"{name}_from_{i}"),
+                m.c.occurred_at <= bindparam(f"{name}_to_{i}"),
+            )
+            columns.append(func.avg(case((inside, m.c.value), else_=None)))
+            columns.append(func.count(case((inside, 1), else_=None)))
+    return select(*columns).where(
+        m.c.occurred_at > bindparam("first"), m.c.occurred_at <= bindparam("last")
     )
-    rows = db.execute(
-        select(tagged.c.idx, tagged.c.local_date, func.avg(tagged.c.value))
-        .where(tagged.c.idx.is_not(None))
-        .group_by(tagged.c.idx, tagged.c.local_date)
-        .order_by(tagged.c.idx, tagged.c.local_date)
-    ).all()
+
+
+def _daily_in_span(
+    db: Session, patient_id: uuid.UUID, metric: str, spans: Spans
+) -> dict[int, list[tuple[date, float]]]:
+    statement = _daily_in_span_statement(metric, dialect_of(db), len(spans))
+    rows = db.execute(statement, _span_params(patient_id, spans)).all()
     out: dict[int, list[tuple[date, float]]] = {}
     for idx, day, mean in rows:
         out.setdefault(int(idx), []).append((day, float(mean)))
     return out
+
+
+@functools.cache
+def _daily_in_span_statement(metric: str, dialect: str, count: int) -> Select[Any]:
+    m = _measured(metric)
+    which = case(*[(_in_span(m, i), literal(i)) for i in range(count)], else_=None).label("idx")
+    tagged = (
+        select(which, m.c.local_date, m.c.value)
+        .where(m.c.occurred_at > bindparam("start_0"))
+        .subquery()
+    )
+    return (
+        select(tagged.c.idx, tagged.c.local_date, func.avg(tagged.c.value))
+        .where(tagged.c.idx.is_not(None))
+        .group_by(tagged.c.idx, tagged.c.local_date)
+        .order_by(tagged.c.idx, tagged.c.local_date)
+    )
 
 
 def _durability(
