@@ -33,7 +33,10 @@ _INSERT = insert(rows)
 
 engine = make_engine(os.environ["DATABASE_URL"])
 with engine.begin() as connection:
-    # IF NOT EXISTS: every gunicorn worker imports this module at once.
+    # Every gunicorn worker imports this module at once, and PostgreSQL's CREATE TABLE IF
+    # NOT EXISTS is not safe against a concurrent one: take turns (SQLite's lock suffices).
+    if engine.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(7417)"))
     connection.execute(
         text(
             "CREATE TABLE IF NOT EXISTS bench_write_floor "
