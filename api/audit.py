@@ -53,6 +53,14 @@ def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
             noted.append(pid)
 
 
+def note_created(record_id: uuid.UUID) -> None:
+    """Say which record this request created, when a Core INSERT stored it: no ORM flush
+    tells ``_after_flush`` (and an alert the create raised may have flushed first)."""
+    from api.db import get_db
+
+    get_db().info["audit_created_id"] = str(record_id)
+
+
 def note_actor(user: User) -> None:
     """Say who acted when no bearer token did (login, register)."""
     g.audit_actor = user

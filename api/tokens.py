@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from api.config import Settings
 ALGORITHM = "HS256"  # pinned: the header's alg is never trusted
 ACCESS_TYPE = "access"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "sid"]
+VERIFIED_LIMIT = 10_000  # tokens remembered per process (about 4 MB)
 
 
 class TokenRejected(Exception):
@@ -39,6 +41,12 @@ class TokenService:
         self._issuer = settings.issuer
         self._audience = settings.audience
         self.ttl = settings.access_ttl
+        # Tokens this process has verified: token -> (kid, exp, claims). A phone sends one
+        # access token for up to 15 minutes, and PyJWT's checks were a seventh of GET /me's
+        # Python time under load. Only the exact same string hits; on every hit the key
+        # must still be in the ring and the token unexpired (nbf and iat, once passed, stay
+        # passed). Revocation is load_principal's job, for a cached token as for a new one.
+        self._verified: dict[str, tuple[str, int, AccessClaims]] = {}
 
     def issue(self, *, user_id: uuid.UUID, role: str, family_id: uuid.UUID, now: datetime) -> str:
         """A signed access token for one session of one user."""
@@ -63,6 +71,20 @@ class TokenService:
 
     def verify(self, token: str) -> AccessClaims:
         """Check signature, algorithm, key id, times, issuer, audience and type."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            kid, expires, claims = hit
+            # PyJWT's rule: valid while now < exp.
+            if kid in self._keys and time.time() < expires:
+                return claims
+            self._verified.pop(token, None)
+        kid, expires, claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_LIMIT:
+            self._verified.clear()
+        self._verified[token] = (kid, expires, claims)
+        return claims
+
+    def _verify(self, token: str) -> tuple[str, int, AccessClaims]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -84,12 +106,16 @@ class TokenService:
         if claims.get("typ") != ACCESS_TYPE:
             raise TokenRejected("not an access token")
         try:
-            return AccessClaims(
-                user_id=uuid.UUID(claims["sub"]),
-                family_id=uuid.UUID(claims["sid"]),
-                jti=str(claims["jti"]),
-                role=str(claims.get("role", "")),
-                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            return (
+                kid,
+                int(claims["exp"]),
+                AccessClaims(
+                    user_id=uuid.UUID(claims["sub"]),
+                    family_id=uuid.UUID(claims["sid"]),
+                    jti=str(claims["jti"]),
+                    role=str(claims.get("role", "")),
+                    expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                ),
             )
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, OverflowError):
             raise TokenRejected("invalid claims") from None

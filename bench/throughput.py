@@ -14,6 +14,9 @@ duration each after a short warm-up:
     post      POST /api/v1/patients/me/mood-entries, a new id and occurred_at per request,
               spread over as many patients as connections
     trends    GET /api/v1/patients/me/trends?metric=mood&bucket=day, 600 entries over 300 days
+    floor     the post's requests to bench/write_floor.py, a bare Flask app that only
+              INSERTs one row and commits it on the same database: what a durable write
+              costs here before any auth, validation, audit or logging
 
 and prints requests/s, p50 and p99 latency and each figure's ratio to the ceiling. The goal
 (issue 7): the authenticated POST reaches at least 50 % of the ceiling. Only 127.0.0.1 is
@@ -257,24 +260,40 @@ def run_database(
 
             return write
 
-        def post_script() -> Path:
-            # A new nonce for every run: the measured run must not replay the warm-up's ids.
-            path = workdir / "post.lua"
-            path.write_text(
-                POST_LUA.replace("{TOKENS}", lua_list(writers))
-                .replace("{NONCE}", uuid.uuid4().hex[:8])
-                .replace("{BASE}", str(int(time.time()) - 360 * 86400))
-                .replace("{THREADS}", str(args.wrk_threads))
-                .replace("{PATH}", PATH_POST)
-            )
-            return path
+        def post_script(target: str = PATH_POST) -> Callable[[], Path]:
+            def write() -> Path:
+                # A new nonce for every run: the measured run must not replay the warm-up's ids.
+                path = workdir / "post.lua"
+                path.write_text(
+                    POST_LUA.replace("{TOKENS}", lua_list(writers))
+                    .replace("{NONCE}", uuid.uuid4().hex[:8])
+                    .replace("{BASE}", str(int(time.time()) - 360 * 86400))
+                    .replace("{THREADS}", str(args.wrk_threads))
+                    .replace("{PATH}", target)
+                )
+                return path
+
+            return write
 
         print(f"  {kind}: gunicorn {args.workers} workers x {args.threads} threads", flush=True)
-        return [
+        results = [
             measure("me", server.port, "/api/v1/me", get_script(me_token), args),
-            measure("post", server.port, PATH_POST, post_script, args),
+            measure("post", server.port, PATH_POST, post_script(), args),
             measure("trends", server.port, PATH_TRENDS, get_script(trends_token), args),
         ]
+        server.stop()
+        # The same requests, bytes and all, to a bare Flask app that only inserts and commits.
+        server = Server(
+            free_port(),
+            env,
+            workdir / f"gunicorn-floor-{kind}.log",
+            args.workers,
+            args.threads,
+            target="bench.write_floor:app",
+        )
+        server.start()
+        results.append(measure("floor", server.port, "/insert", post_script("/insert"), args))
+        return results
     finally:
         server.stop()
         if db_name and not args.keep:
@@ -326,6 +345,7 @@ LABELS = {
     "me": "`GET /me`",
     "post": "`POST` mood entry",
     "trends": "`GET` trends (600 entries)",
+    "floor": "bare Flask `POST`: one INSERT + commit",
 }
 
 

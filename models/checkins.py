@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.alerts import Alert, AlertPriority, AlertRule, raise_alert
@@ -61,30 +62,15 @@ def post_session_drop_alerts(
     # Completed sessions that can own one of these entries, plus the next one (span ends).
     course = list(
         db.scalars(
-            select(TreatmentSession)
-            .where(
-                TreatmentSession.patient_id == patient_id,
-                TreatmentSession.deleted_at.is_(None),
-                TreatmentSession.status == SessionStatus.completed,
-                TreatmentSession.started_at >= earliest - window,
-                TreatmentSession.started_at < latest,
-            )
-            .order_by(TreatmentSession.started_at, TreatmentSession.id)
+            _course_statement(),
+            {"patient_id": patient_id, "earliest": earliest - window, "latest": latest},
         )
     )
     if not course:
         return []
     following = db.scalar(
-        select(TreatmentSession.started_at)
-        .where(
-            TreatmentSession.patient_id == patient_id,
-            TreatmentSession.deleted_at.is_(None),
-            TreatmentSession.status == SessionStatus.completed,
-            TreatmentSession.started_at >= course[-1].started_at,
-            TreatmentSession.id != course[-1].id,
-        )
-        .order_by(TreatmentSession.started_at)
-        .limit(1)
+        _following_statement(),
+        {"patient_id": patient_id, "after": course[-1].started_at, "last_id": course[-1].id},
     )
     pres = pre_values(db=db, patient_id=patient_id, metric="mood", sessions=course)
     ends = [s.started_at for s in course[1:]] + [following]
@@ -119,3 +105,40 @@ def post_session_drop_alerts(
                     )
                 )
     return alerts
+
+
+def _completed() -> list[ColumnElement[bool]]:
+    return [
+        TreatmentSession.patient_id == bindparam("patient_id"),
+        TreatmentSession.deleted_at.is_(None),
+        TreatmentSession.status == SessionStatus.completed,
+    ]
+
+
+# Built once: every new mood entry runs the first, and building it cost about as much as
+# running it.
+@functools.cache
+def _course_statement() -> Select[tuple[TreatmentSession]]:
+    return (
+        select(TreatmentSession)
+        .where(
+            *_completed(),
+            TreatmentSession.started_at >= bindparam("earliest"),
+            TreatmentSession.started_at < bindparam("latest"),
+        )
+        .order_by(TreatmentSession.started_at, TreatmentSession.id)
+    )
+
+
+@functools.cache
+def _following_statement() -> Select[tuple[datetime]]:
+    return (
+        select(TreatmentSession.started_at)
+        .where(
+            *_completed(),
+            TreatmentSession.started_at >= bindparam("after"),
+            TreatmentSession.id != bindparam("last_id"),
+        )
+        .order_by(TreatmentSession.started_at)
+        .limit(1)
+    )

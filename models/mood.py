@@ -32,9 +32,9 @@ from models.records import (
     PatientRecord,
     check_replay,
     fingerprint,
-    insert_once,
+    insert_row_once,
 )
-from models.sync import take_change_numbers
+from models.sync import give_back_change_numbers, take_change_numbers
 
 # The values a mood entry measures (analytics.md "Measurements").
 MOOD_METRICS = ("mood", "anxiety", "energy", "sleep_hours")
@@ -160,16 +160,22 @@ def create_entry(
     entry = _new_entry(
         patient_id=patient_id, actor_id=actor_id, data=data, idempotency_key=idempotency_key
     )
-
-    def number_it() -> None:
-        entry.change_seq = take_change_numbers(db=db, patient_id=patient_id)
-
-    stored, created = insert_once(
-        db=db, record=entry, idempotency_key=idempotency_key, before_insert=number_it
+    # Every column given, so one Core INSERT stores it: no ORM unit of work on this path.
+    if entry.id is None:
+        entry.id = uuid.uuid4()
+    entry.created_at = entry.updated_at = utcnow()
+    entry.version = 1
+    entry.change_seq = take_change_numbers(db=db, patient_id=patient_id)
+    stored, created = insert_row_once(
+        db=db, record=entry, row=_row(entry), idempotency_key=idempotency_key
     )
-    if created:
-        post_session_drop_alerts(db=db, patient_id=patient_id, entries=[stored], rules=rules)
-    return stored, created
+    if not created:
+        # A replay stores nothing: its number goes back, so a patient's numbers stay
+        # consecutive as the savepoint kept them before.
+        give_back_change_numbers(db=db, patient_id=patient_id)
+        return stored, False
+    post_session_drop_alerts(db=db, patient_id=patient_id, entries=[stored], rules=rules)
+    return stored, True
 
 
 @dataclass

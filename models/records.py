@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -9,9 +10,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
+from sqlalchemy.sql.dml import ReturningInsert
 
 from models.base import utcnow
 from models.errors import Conflict
@@ -168,3 +171,41 @@ def insert_once(
         check_replay(existing, patient_id=patient_id, digest=record.fingerprint)
         return existing, False
     return record, True
+
+
+def insert_row_once(
+    *, db: Session, record: R, row: Mapping[str, Any], idempotency_key: str | None
+) -> tuple[R, bool]:
+    """``insert_once`` in one statement, for a record given as its complete ``row``.
+
+    ``INSERT ... ON CONFLICT DO NOTHING``: the unique constraints still decide, so of
+    concurrent identical creates exactly one row is stored; a loser's insert waits for the
+    winner's commit, does nothing, and the loser answers with the winner's record. No
+    savepoint around it (two round trips fewer than ``insert_once``). ``record`` is not
+    added to the session: it is what was stored, for the caller to read.
+    """
+    table: Table = type(record).__table__  # type: ignore[attr-defined]
+    stmt = _insert_ignoring_duplicates(table, db.get_bind().dialect.name)
+    # RETURNING, not rowcount: psycopg through SQLAlchemy reports -1 for this statement.
+    if db.execute(stmt, row).first() is not None:
+        return record, True
+    existing = find_replay(
+        db=db,
+        model=type(record),
+        patient_id=record.patient_id,
+        record_id=record.id,
+        idempotency_key=idempotency_key,
+    )
+    if existing is None:
+        # The row it clashed with is gone already (its account was erased meanwhile).
+        raise Conflict("This id or Idempotency-Key was just used; try again.")
+    check_replay(existing, patient_id=record.patient_id, digest=record.fingerprint)
+    return existing, False
+
+
+@functools.cache
+def _insert_ignoring_duplicates(table: Table, dialect: str) -> ReturningInsert[Any]:
+    # Built once per table and dialect; no conflict target, so a clash on any unique
+    # constraint (the id, or the patient's Idempotency-Key) inserts nothing.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)

@@ -42,4 +42,3 @@ def month_start(db: Session | str, day: ColumnElement[Any]) -> ColumnElement[Any
     if dialect_of(db) == "postgresql":
         return cast(func.date_trunc("month", day), Date)
     return type_coerce(func.date(day, "start of month"), Date)
-

@@ -8,11 +8,13 @@ sync cursor never skips a change that commits late.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, Update, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.dml import ReturningInsert
 
 from models.base import Base
 
@@ -30,11 +32,37 @@ class SyncCounter(Base):
 
 def take_change_numbers(*, db: Session, patient_id: uuid.UUID, count: int = 1) -> int:
     """Reserve ``count`` consecutive change numbers; returns the last of them."""
-    dialect = db.get_bind().dialect.name
+    stmt = _take_statement(db.get_bind().dialect.name)
+    return int(db.execute(stmt, {"patient_id": patient_id, "count": count}).scalar_one())
+
+
+def give_back_change_numbers(*, db: Session, patient_id: uuid.UUID, count: int = 1) -> None:
+    """Return the last ``count`` numbers this transaction took, when its change came to
+    nothing (a replayed create). Safe only in the transaction that took them: its increment
+    still locks the counter row, so no one else has taken a number since."""
+    db.execute(_give_back_statement(), {"for_patient": patient_id, "count": count})
+
+
+@functools.cache
+def _take_statement(dialect: str) -> ReturningInsert[tuple[int]]:
+    # Built once per dialect: every write runs it, and building it costs more than running it.
+    # On the table, not the entity: the ORM's bulk-insert path around an entity's INSERT
+    # costs more than the statement itself.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(SyncCounter).values(patient_id=patient_id, last_seq=count)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[SyncCounter.patient_id],
-        set_={"last_seq": SyncCounter.last_seq + count},
-    ).returning(SyncCounter.last_seq)
-    return int(db.execute(stmt).scalar_one())
+    table = SyncCounter.__table__
+    stmt = insert(table).values(patient_id=bindparam("patient_id"), last_seq=bindparam("count"))
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.patient_id],
+        set_={"last_seq": table.c.last_seq + bindparam("count")},
+    ).returning(table.c.last_seq)
+
+
+@functools.cache
+def _give_back_statement() -> Update:
+    table = SyncCounter.__table__
+    return (
+        update(table)
+        # Not "patient_id": an UPDATE keeps its columns' names for the SET clause.
+        .where(table.c.patient_id == bindparam("for_patient"))
+        .values(last_seq=table.c.last_seq - bindparam("count"))
+    )

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from models import MoodEntry, MoodEntryVersion
 from tests.conftest import auth, link, make_staff, register_patient
@@ -123,6 +123,53 @@ def test_replay_by_id_and_clash(client, db, patient):
     clash = client.post(patient["url"], json={**body, "mood": 2}, headers=patient["headers"])
     assert clash.status_code == 409
     assert _count(db, patient["id"]) == 1
+
+
+def test_a_replay_takes_no_change_number(client, patient):
+    url, headers = patient["url"], patient["headers"]
+    body = _body(id=str(uuid.uuid4()))
+    assert client.post(url, json=body, headers=headers).status_code == 201
+    assert client.post(url, json=body, headers=headers).status_code == 200
+    assert client.post(url, json={**body, "mood": 1}, headers=headers).status_code == 409
+    assert client.post(url, json=_body(), headers=headers).status_code == 201
+    feed = client.get(f"{url}?updated_since=0", headers=headers).get_json()
+    assert feed["next_cursor"] == "2"  # the replay and the clash left no gap
+
+
+def _statements_of(app, send) -> list[str]:
+    seen: list[str] = []
+    engine = app.extensions["moodtrack"].engine
+
+    def capture(_conn, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        send()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return seen
+
+
+def test_a_new_entry_costs_five_statements(app, client, patient):
+    """Principal, change number, the row (no savepoint around it), the post-session check
+    and the audit row; the commit is not a statement. Throughput rests on this count."""
+    url, headers = patient["url"], patient["headers"]
+    assert client.post(url, json=_body(), headers=headers).status_code == 201  # pseudonyms read
+
+    def send() -> None:
+        assert client.post(url, json=_body(), headers=headers).status_code == 201
+
+    seen = _statements_of(app, send)
+    # The test's own transaction wraps the request's in one savepoint, released on commit.
+    ours = [s for s in seen if not s.startswith(("savepoint", "release savepoint"))]
+    assert [s.split(" ")[0] for s in ours] == ["select", "insert", "insert", "select", "insert"]
+    assert "from users" in ours[0]
+    assert "into sync_counters" in ours[1]
+    assert "into mood_entries" in ours[2] and "on conflict do nothing" in ours[2]
+    assert "from treatment_sessions" in ours[3]
+    assert "into audit_events" in ours[4]
+    assert len(seen) - len(ours) == 2
 
 
 def test_replay_by_idempotency_key(client, db, patient):

@@ -7,12 +7,15 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import api.tokens
+from api.tokens import TokenRejected
 from tests.conftest import PASSWORD, TEST_KEYS, auth, bearer, login, make_staff, register_patient
 
 ME = "/api/v1/me"
@@ -305,3 +308,32 @@ def test_disabled_user_tokens_fail_on_next_request(app, client, patient):
         ).status_code
         == 401
     )
+
+
+def test_a_remembered_token_is_checked_again_for_expiry_and_key(app, monkeypatch, patient):
+    tokens = app.extensions["moodtrack"].tokens
+    token = patient["tokens"]["access_token"]
+    first = tokens.verify(token)
+    assert tokens.verify(token) is first  # remembered: no second signature check
+
+    real_time = time.time
+
+    class AnHourLater(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(hours=1)
+
+    # Both clocks an hour on: this process's memory and PyJWT's own check.
+    monkeypatch.setattr(api.tokens, "time", SimpleNamespace(time=lambda: real_time() + 3600))
+    monkeypatch.setattr(jwt.api_jwt, "datetime", AnHourLater)
+    with pytest.raises(TokenRejected):
+        tokens.verify(token)
+    monkeypatch.undo()
+
+    tokens.verify(token)
+    retired = tokens._keys.pop("k2")
+    try:
+        with pytest.raises(TokenRejected):
+            tokens.verify(token)
+    finally:
+        tokens._keys["k2"] = retired

@@ -10,6 +10,7 @@ from flask_restx import Namespace, Resource
 from marshmallow import ValidationError
 from sqlalchemy import select
 
+from api.audit import note_created
 from api.auth import current_principal, require_auth, resolve_patient_for_write, resolve_patient_id
 from api.db import get_db, settings
 from api.errors import from_validation, not_found, validation_error
@@ -100,6 +101,8 @@ class MoodEntries(Resource):
             rules=settings().rules,
             idempotency_key=key,
         )
+        if created:
+            note_created(entry.id)
         db.commit()
         return created_response(
             entry_view(entry), record_id=entry.id, etag=entry.etag, created=created
