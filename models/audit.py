@@ -13,8 +13,9 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Engine, ForeignKey, Index, String, insert, select
+from sqlalchemy import BigInteger, Engine, ForeignKey, Index, String, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -60,7 +61,19 @@ class AuditEvent(Base):
     )
 
 
-_INSERT_EVENT = insert(AuditEvent.__table__)
+def _pseudonym_of(parameter: str) -> Any:
+    return (
+        select(AuditSubject.pseudonym)
+        .where(AuditSubject.user_id == bindparam(parameter))
+        .scalar_subquery()
+    )
+
+
+# Real ids go in as parameters and come out as pseudonyms: the row holds whatever
+# audit_subjects maps them to at that moment, or NULL for a user with no mapping (erased).
+_INSERT_EVENT = insert(AuditEvent.__table__).values(
+    actor=_pseudonym_of("actor_id"), patient=_pseudonym_of("patient_id")
+)
 
 
 @dataclass(frozen=True)
@@ -78,44 +91,36 @@ class Entry:
     client_address: str | None
 
 
-# Pseudonyms already read, per database: a pseudonym never changes while its user exists,
-# so every audited request after a user's first skips the lookup. Erasure drops the entry in
-# this process (``forget_pseudonym``); another worker may still hold it, which is harmless:
-# the erased user can no longer authenticate or be resolved, and the pseudonym names nobody.
-_KNOWN: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, uuid.UUID]] = weakref.WeakKeyDictionary()
-_KNOWN_LIMIT = 100_000
+# Users known to have a committed pseudonym, per database. The INSERT of an audit row reads
+# the pseudonym itself (a subquery on audit_subjects), so the cache never holds a pseudonym:
+# only the knowledge that the mapping exists, to skip the step that creates it. A mapping
+# created by this transaction is not remembered (it might roll back); erasure deletes the
+# mapping, after which every new row's subquery finds nothing and names nobody, whatever
+# any process remembers.
+_MAPPED: weakref.WeakKeyDictionary[Engine, set[uuid.UUID]] = weakref.WeakKeyDictionary()
+_MAPPED_LIMIT = 100_000
 
 
-def _known(db: Session) -> dict[uuid.UUID, uuid.UUID]:
-    return _KNOWN.setdefault(db.get_bind().engine, {})
+def _mapped(db: Session) -> set[uuid.UUID]:
+    return _MAPPED.setdefault(db.get_bind().engine, set())
 
 
 def forget_pseudonym(*, db: Session, user_id: uuid.UUID) -> None:
-    """Drop a user's cached pseudonym; erasure deletes the mapping row itself (cascade)."""
-    _known(db).pop(user_id, None)
+    """Forget that a user has a pseudonym (erasure deletes the mapping row by cascade)."""
+    _mapped(db).discard(user_id)
 
 
-def pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-    """The pseudonym of each existing user, created on first use (race-safe upsert).
+def ensure_pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> None:
+    """Give each existing user a pseudonym if they have none yet (race-safe upsert).
 
-    No query when every user's pseudonym is known to this process, the usual case.
+    No query when every user is known to have one, the usual case.
     """
-    known = _known(db)
-    wanted = set(user_ids)
-    hits = {user_id: known[user_id] for user_id in wanted if user_id in known}
-    if len(hits) == len(wanted):
-        return hits
-    found = _read_or_create(db=db, user_ids=wanted - hits.keys())
-    if len(known) > _KNOWN_LIMIT:
-        known.clear()
-    known.update(found)
-    return hits | found
-
-
-def _read_or_create(*, db: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     from models.accounts import User
 
-    wanted = user_ids
+    mapped = _mapped(db)
+    wanted = set(user_ids) - mapped
+    if not wanted:
+        return
     # Only users that still exist get a pseudonym: the erase event of an account is
     # recorded after its rows are gone, and then names nobody.
     rows = db.execute(
@@ -123,7 +128,9 @@ def _read_or_create(*, db: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID,
         .outerjoin(AuditSubject, AuditSubject.user_id == User.id)
         .where(User.id.in_(wanted))
     ).all()
-    found = {user_id: pseudonym for user_id, pseudonym in rows if pseudonym is not None}
+    if len(mapped) > _MAPPED_LIMIT:
+        mapped.clear()
+    mapped.update(user_id for user_id, pseudonym in rows if pseudonym is not None)
     missing = sorted(user_id for user_id, pseudonym in rows if pseudonym is None)
     if missing:
         dialect = db.get_bind().dialect.name
@@ -133,14 +140,6 @@ def _read_or_create(*, db: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID,
             .values([{"user_id": u, "pseudonym": uuid.uuid4()} for u in missing])
             .on_conflict_do_nothing(index_elements=[AuditSubject.user_id])
         )
-        found.update(
-            db.execute(
-                select(AuditSubject.user_id, AuditSubject.pseudonym).where(
-                    AuditSubject.user_id.in_(missing)
-                )
-            ).all()  # type: ignore[arg-type]
-        )
-    return found
 
 
 def record(*, db: Session, entries: Iterable[Entry]) -> None:
@@ -151,14 +150,14 @@ def record(*, db: Session, entries: Iterable[Entry]) -> None:
     ids = {e.actor_id for e in entries if e.actor_id} | {
         e.patient_id for e in entries if e.patient_id
     }
-    names = pseudonyms(db=db, user_ids=ids)  # type: ignore[arg-type]
+    ensure_pseudonyms(db=db, user_ids=ids)  # type: ignore[arg-type]
     now = utcnow()
     rows = [
         dict(
             at=now,
-            actor=names.get(e.actor_id) if e.actor_id else None,
+            actor_id=e.actor_id,
             actor_role=e.actor_role,
-            patient=names.get(e.patient_id) if e.patient_id else None,
+            patient_id=e.patient_id,
             action=e.action,
             resource_type=e.resource_type,
             resource_id=e.resource_id,

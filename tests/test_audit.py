@@ -222,3 +222,55 @@ def test_the_application_never_updates_or_deletes_audit_rows(app, db, client, ca
             db.execute(text("UPDATE audit_events SET outcome = 'x'"))
         with pytest.raises(Exception, match="permission denied"), db.begin_nested():
             db.execute(text("DELETE FROM audit_events"))
+
+
+def _entry_for(user_id):
+    from models.audit import Entry
+
+    return Entry(
+        action="read",
+        resource_type="trends",
+        resource_id=None,
+        outcome="success",
+        actor_id=user_id,
+        actor_role="patient",
+        patient_id=user_id,
+        request_id=None,
+        client_address=None,
+    )
+
+
+def test_a_rolled_back_first_mapping_leaves_no_stale_pseudonym(db):
+    from models.audit import record
+    from tests import factories as f
+
+    user = f.patient(db)
+    db.commit()
+    record(db=db, entries=[_entry_for(user.id)])  # creates the mapping in this transaction
+    db.rollback()  # ... which then fails
+    assert _pseudonym(db, user.id) is None
+    record(db=db, entries=[_entry_for(user.id)])
+    db.commit()
+    row = _events(db)[-1]
+    assert row.actor == row.patient == _pseudonym(db, user.id) is not None
+
+
+def test_after_erasure_new_rows_about_the_user_name_nobody(db):
+    from models.audit import record
+    from tests import factories as f
+
+    user = f.patient(db)
+    db.commit()
+    record(db=db, entries=[_entry_for(user.id)])
+    db.commit()
+    record(db=db, entries=[_entry_for(user.id)])  # the mapping is now known to this process
+    db.commit()
+    known = _events(db)[-1].patient
+    assert known is not None
+    # Another worker erases the user: this process is not told.
+    db.execute(delete(User).where(User.id == user.id))
+    db.commit()
+    record(db=db, entries=[_entry_for(user.id)])
+    db.commit()
+    row = _events(db)[-1]
+    assert row.actor is None and row.patient is None
