@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     select,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
@@ -511,7 +512,9 @@ def _local_date_of_start(session: TreatmentSession) -> date:
 
 # The effect statements below depend on the number of sessions only; they are built once
 # per (metric, database, count) with bound parameters and reused: building one with 12
-# sessions' windows cost four times what running it does.
+# sessions' windows cost four times what running it does. The caches are bounded: the
+# count is the patient's, and a long course must not keep a statement per session count.
+EFFECT_STATEMENTS = 64
 Spans = Sequence[tuple[TreatmentSession, datetime | None]]
 # The last session's span is open-ended: its end is a date no measurement reaches.
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
@@ -572,37 +575,25 @@ def _linked_pre_statement(metric: str, dialect: str) -> Select[Any]:
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=EFFECT_STATEMENTS)
 def _fallback_pre_statement(metric: str, dialect: str, count: int) -> Select[Any]:
-    # The last measurement in [s - 24 h, s) for each session without a linked pre value:
-    # one query, ranking each session's candidates newest first.
+    # The last measurement in [s - 24 h, s) for each session without a linked pre value,
+    # one small indexed read per session in one statement. A measurement may be the pre
+    # value of two sessions less than a day apart, so each session reads on its own.
     m = _measured(metric)
-    which = case(
-        *[
-            (
-                and_(
-                    m.c.occurred_at >= bindparam(f"pre_from_{i}"),
-                    m.c.occurred_at < bindparam(f"start_{i}"),
-                ),
-                literal(i),
-            )
-            for i in range(count)
-        ],
-        else_=None,
-    ).label("idx")
-    tagged = select(which, m.c.value, m.c.occurred_at).subquery()
-    ranked = (
-        select(
-            tagged.c.idx,
-            tagged.c.value,
-            func.row_number()
-            .over(partition_by=tagged.c.idx, order_by=tagged.c.occurred_at.desc())
-            .label("rank"),
+    newest = [
+        select(literal(i).label("idx"), m.c.value.label("value"))
+        .where(
+            m.c.occurred_at >= bindparam(f"pre_from_{i}"),
+            m.c.occurred_at < bindparam(f"start_{i}"),
         )
-        .where(tagged.c.idx.is_not(None))
+        .order_by(m.c.occurred_at.desc())
+        .limit(1)
         .subquery()
-    )
-    return select(ranked.c.idx, ranked.c.value).where(ranked.c.rank == 1)
+        for i in range(count)
+    ]
+    parts = [select(one.c.idx, one.c.value) for one in newest]
+    return parts[0] if count == 1 else union_all(*parts)  # type: ignore[return-value]
 
 
 def _window_values(
@@ -622,7 +613,7 @@ def _window_values(
     return out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=EFFECT_STATEMENTS)
 def _windows_statement(metric: str, dialect: str, count: int) -> Select[Any]:
     m = _measured(metric)
     columns = []
@@ -651,7 +642,7 @@ def _daily_in_span(
     return out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=EFFECT_STATEMENTS)
 def _daily_in_span_statement(metric: str, dialect: str, count: int) -> Select[Any]:
     m = _measured(metric)
     which = case(*[(_in_span(m, i), literal(i)) for i in range(count)], else_=None).label("idx")

@@ -26,8 +26,10 @@ def shifted(db: Session | str, instant: ColumnElement[Any], seconds: int) -> Col
     if dialect_of(db) == "postgresql":
         return instant + literal_column("interval '1 second'") * literal(seconds)
     modifier = cast(literal(f"{seconds:+d} seconds"), String)
-    text = func.strftime("%Y-%m-%d %H:%M:%f", instant, modifier).concat("000")
-    return type_coerce(text, UTCDateTime())
+    # Whole seconds through strftime, the stored microseconds copied as they are: SQLite's
+    # date functions keep milliseconds only, and round them (…:00.9996 would become :01).
+    whole = func.strftime("%Y-%m-%d %H:%M:%S", func.substr(instant, 1, 19), modifier)
+    return type_coerce(whole.concat(func.substr(instant, 20)), UTCDateTime())
 
 
 def week_start(db: Session | str, day: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -280,3 +280,22 @@ def test_written_out_dumps_equal_the_marshmallow_schemas(db):
     points = rolling7(days)
     expected = RollingOut(many=True).dump([{"date": d, "mean": m} for d, m in points])
     assert dump_rolling(points) == expected
+
+
+def test_current_window_bounds_keep_microseconds(db):
+    p = f.patient(db)
+    f.mood(db, p, "2026-03-01T12:00:00.999600+00:00", 1)  # exactly L - 7 d: excluded
+    f.mood(db, p, "2026-03-01T12:00:00.999700+00:00", 5)  # 100 µs later: included
+    f.mood(db, p, "2026-03-08T12:00:00.999600+00:00", 7)  # L
+    assert current(db=db, patient_id=p.id, metric="mood").value == 6.0
+
+
+def test_two_sessions_within_a_day_share_the_last_measurement_as_pre(db):
+    p = f.patient(db)
+    f.mood(db, p, "2026-03-01T07:00:00+00:00", 4)  # in [s - 24 h, s) of both sessions
+    first = f.session(db, p, "2026-03-01T08:00:00+00:00")
+    second = f.session(db, p, "2026-03-01T20:00:00+00:00")
+    found = {
+        e.session_id: (e.pre, e.pre_source) for e in effects(db=db, patient_id=p.id, metric="mood")
+    }
+    assert found == {first.id: (4.0, "last_24h"), second.id: (4.0, "last_24h")}
