@@ -166,9 +166,14 @@ def create_entry(
     entry.created_at = entry.updated_at = utcnow()
     entry.version = 1
     entry.change_seq = take_change_numbers(db=db, patient_id=patient_id)
-    stored, created = insert_row_once(
-        db=db, record=entry, row=_row(entry), idempotency_key=idempotency_key
-    )
+    try:
+        stored, created = insert_row_once(
+            db=db, record=entry, row=_row(entry), idempotency_key=idempotency_key
+        )
+    except Conflict:
+        # A batch answers this item 409 and stores the rest: its number goes back too.
+        give_back_change_numbers(db=db, patient_id=patient_id)
+        raise
     if not created:
         # A replay stores nothing: its number goes back, so a patient's numbers stay
         # consecutive as the savepoint kept them before.

@@ -365,3 +365,23 @@ def test_batch_over_500_is_refused_whole(client, db, patient):
         ).status_code
         == 422
     )
+
+
+def test_a_clash_caught_by_the_caller_gives_its_change_number_back(db):
+    """The batch's race fallback catches an item's 409 and commits the rest: the number the
+    clashing item took must not stay taken (no gap in the patient's change numbers)."""
+    from models.errors import Conflict
+    from models.mood import create_entry
+    from models.outcomes import RuleSet
+    from models.sync import SyncCounter
+    from tests import factories as f
+
+    p = f.patient(db)
+    data = {"id": uuid.uuid4(), "occurred_at": datetime.now(UTC), "mood": 4}
+    create_entry(db=db, patient_id=p.id, actor_id=p.id, data=data, rules=RuleSet())
+    with pytest.raises(Conflict):
+        create_entry(
+            db=db, patient_id=p.id, actor_id=p.id, data={**data, "mood": 5}, rules=RuleSet()
+        )
+    db.commit()
+    assert db.get(SyncCounter, p.id).last_seq == 1

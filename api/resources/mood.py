@@ -101,8 +101,7 @@ class MoodEntries(Resource):
             rules=settings().rules,
             idempotency_key=key,
         )
-        if created:
-            note_created(entry.id)
+        note_created(entry.id)  # the record created, or the one a replay answers with
         db.commit()
         return created_response(
             entry_view(entry), record_id=entry.id, etag=entry.etag, created=created
