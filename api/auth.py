@@ -13,6 +13,7 @@ from flask import current_app, g, request
 from api.audit import note_patients
 from api.db import get_db
 from api.errors import ApiError, not_found, unauthorized
+from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
 from models.accounts import Role, User, load_principal
 from models.care import can_see_patient
@@ -100,10 +101,7 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
             raise not_found()
         note_patients([principal.user.id])
         return principal.user.id
-    try:
-        patient_id = uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
+    patient_id = path_id(raw)
     if not can_see_patient(db=get_db(), viewer=principal.user, patient_id=patient_id):
         raise not_found()
     note_patients([patient_id])

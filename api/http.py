@@ -17,7 +17,7 @@ from marshmallow import Schema
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError, validation_error
+from api.errors import ApiError, not_found, validation_error
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_LIMIT = 500
@@ -188,6 +188,14 @@ def _after(
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def path_id(raw: str) -> uuid.UUID:
+    """An id from the URL path; one that is not a UUID names no record, so it is a 404."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise not_found() from None
 
 
 def idempotency_key() -> str | None:

@@ -11,8 +11,8 @@ from flask_restx import Namespace, Resource
 from api.audit import note_patients
 from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db
-from api.errors import not_found, validation_error
-from api.http import json_response, keyset_page, load_body
+from api.errors import validation_error
+from api.http import json_response, keyset_page, load_body, path_id
 from models.accounts import Role
 from models.alerts import (
     ALERT_STATUSES,
@@ -91,10 +91,7 @@ class AlertAcknowledge(Resource):
     @require_auth(Role.clinician)
     def post(self, alert_id: str) -> Response:
         """Acknowledge an alert once, with an optional note; a second time is 409."""
-        try:
-            parsed = uuid.UUID(alert_id)
-        except ValueError:
-            raise not_found() from None
+        parsed = path_id(alert_id)
         # The note is optional, so an empty body is an acknowledgement without one.
         data = load_body(_ack_in) if request.get_data(cache=True) else {"note": None}
         db = get_db()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from flask import Response, current_app, request
@@ -12,7 +11,7 @@ from sqlalchemy import select
 from api.auth import current_principal, require_auth, resolve_patient_id
 from api.config import Settings
 from api.db import get_db
-from api.errors import not_found, validation_error
+from api.errors import validation_error
 from api.http import (
     created_response,
     empty_response,
@@ -20,6 +19,7 @@ from api.http import (
     json_response,
     keyset_page,
     load_body,
+    path_id,
     require_if_match,
 )
 from models.accounts import Role
@@ -79,13 +79,6 @@ def assessment_data(
         "version": assessment.version,
         "crisis": crisis,
     }
-
-
-def _assessment_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
 
 
 @ns.route("/<patient_id>/assessments")
@@ -148,7 +141,7 @@ class AssessmentItem(Resource):
         """One assessment."""
         pid = resolve_patient_id(patient_id)
         assessment = get_assessment(
-            db=get_db(), patient_id=pid, assessment_id=_assessment_id(assessment_id)
+            db=get_db(), patient_id=pid, assessment_id=path_id(assessment_id)
         )
         return json_response(_out.dump(assessment_data(assessment)), etag=assessment.etag)
 
@@ -157,9 +150,7 @@ class AssessmentItem(Resource):
         """Delete an assessment (If-Match), by whoever may submit it; its alerts remain."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
-        assessment = get_assessment(
-            db=db, patient_id=pid, assessment_id=_assessment_id(assessment_id)
-        )
+        assessment = get_assessment(db=db, patient_id=pid, assessment_id=path_id(assessment_id))
         require_if_match(assessment.etag)
         delete_assessment(db=db, assessment=assessment, actor=current_principal().user)
         db.commit()

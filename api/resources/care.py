@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from flask import Response
@@ -12,7 +11,7 @@ from sqlalchemy.orm import aliased
 from api.auth import current_principal, require_auth
 from api.db import get_db
 from api.errors import not_found
-from api.http import empty_response, json_response, keyset_page, load_body
+from api.http import empty_response, json_response, keyset_page, load_body, path_id
 from models.accounts import Role, User
 from models.base import utcnow
 from models.care import CareLink, accept_invite, create_invite, end_link, links_of
@@ -88,11 +87,7 @@ class CareLinkItem(Resource):
     @require_auth(Role.patient, Role.clinician)
     def delete(self, link_id: str) -> Response:
         """End a link; the clinician loses access from the next request."""
-        try:
-            parsed = uuid.UUID(link_id)
-        except ValueError:
-            raise not_found() from None
         db = get_db()
-        end_link(db=db, user=current_principal().user, link_id=parsed, now=utcnow())
+        end_link(db=db, user=current_principal().user, link_id=path_id(link_id), now=utcnow())
         db.commit()
         return empty_response()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.audit import note_created
 from api.auth import current_principal, require_auth, resolve_patient_for_write, resolve_patient_id
 from api.db import get_db, settings
-from api.errors import from_validation, not_found, validation_error
+from api.errors import from_validation, validation_error
 from api.http import (
     created_response,
     empty_response,
@@ -22,6 +22,7 @@ from api.http import (
     keyset_page,
     load_body,
     page_limit,
+    path_id,
     require_if_match,
 )
 from models.accounts import Role
@@ -75,13 +76,6 @@ def entry_data(entry: MoodEntry) -> dict[str, Any]:
 def entry_view(entry: MoodEntry) -> dict[str, Any]:
     """An entry as MoodEntryOut renders it."""
     return _out.dump(entry_data(entry))
-
-
-def _entry_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
 
 
 @ns.route("/<patient_id>/mood-entries")
@@ -230,7 +224,7 @@ class MoodEntryItem(Resource):
     def get(self, patient_id: str, entry_id: str) -> Response:
         """One entry."""
         pid = resolve_patient_id(patient_id)
-        entry = get_entry(db=get_db(), patient_id=pid, entry_id=_entry_id(entry_id))
+        entry = get_entry(db=get_db(), patient_id=pid, entry_id=path_id(entry_id))
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
@@ -238,7 +232,7 @@ class MoodEntryItem(Resource):
         """Change an entry (If-Match); the prior version is kept."""
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
-        entry = get_entry(db=db, patient_id=pid, entry_id=_entry_id(entry_id))
+        entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
         require_if_match(entry.etag)
         changes = load_body(_update)
         update_entry(db=db, entry=entry, actor_id=current_principal().user.id, changes=changes)
@@ -250,7 +244,7 @@ class MoodEntryItem(Resource):
         """Delete an entry (If-Match); sync reports it as a tombstone."""
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
-        entry = get_entry(db=db, patient_id=pid, entry_id=_entry_id(entry_id))
+        entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
         require_if_match(entry.etag)
         delete_entry(db=db, entry=entry, actor_id=current_principal().user.id)
         db.commit()

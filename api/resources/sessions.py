@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db
-from api.errors import ApiError, not_found, validation_error
+from api.errors import ApiError, validation_error
 from api.http import (
     created_response,
     empty_response,
@@ -20,6 +20,7 @@ from api.http import (
     json_response,
     keyset_page,
     load_body,
+    path_id,
     require_if_match,
 )
 from models.accounts import Role
@@ -51,13 +52,6 @@ from schemas.sessions import (
 ns = Namespace("sessions", path="/patients", description="Treatment sessions")
 _in, _update, _out, _list_out = SessionIn(), SessionUpdate(), SessionOut(), SessionListOut()
 _obs_in, _obs_out, _obs_list_out = ObservationIn(), ObservationOut(), ObservationListOut()
-
-
-def _uuid(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
 
 
 def _may_write(session_setting: Setting | str) -> None:
@@ -172,7 +166,7 @@ class SessionItem(Resource):
         """One session."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
-        session = get_session(db=db, patient_id=pid, session_id=_uuid(session_id))
+        session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         return json_response(_view(db, session), etag=session.etag)
 
     @require_auth(Role.patient, Role.clinician)
@@ -180,7 +174,7 @@ class SessionItem(Resource):
         """Change a session (If-Match); e.g. mark a scheduled one completed with its dose."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
-        session = get_session(db=db, patient_id=pid, session_id=_uuid(session_id))
+        session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         _may_write(session.setting)
         require_if_match(session.etag)
         changes = load_body(_update)
@@ -194,7 +188,7 @@ class SessionItem(Resource):
         """Delete a session (If-Match); later sessions are renumbered."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
-        session = get_session(db=db, patient_id=pid, session_id=_uuid(session_id))
+        session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         _may_write(session.setting)
         require_if_match(session.etag)
         delete_session(db=db, session=session)
@@ -230,7 +224,7 @@ class Observations(Resource):
         """Record readings taken during the session (linked clinician)."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
-        session = get_session(db=db, patient_id=pid, session_id=_uuid(session_id))
+        session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         data = load_body(_obs_in)
         if all(data.get(name) is None for name in _READINGS):
             raise validation_error({"_body": ["Give at least one reading."]})
@@ -245,6 +239,6 @@ class Observations(Resource):
         """The session's readings, oldest first."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
-        session = get_session(db=db, patient_id=pid, session_id=_uuid(session_id))
+        session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         items = [observation_data(o) for o in _observations(db, [session.id])[session.id]]
         return json_response(_obs_list_out.dump({"items": items}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import asdict
 from datetime import date
 from typing import Any
@@ -12,8 +11,8 @@ from flask_restx import Namespace, Resource
 
 from api.auth import require_auth, resolve_patient_id
 from api.db import get_db, settings
-from api.errors import ApiError, not_found, validation_error
-from api.http import json_response
+from api.errors import ApiError, validation_error
+from api.http import json_response, path_id
 from models.accounts import Role
 from models.analytics import (
     BUCKETS,
@@ -125,10 +124,7 @@ class SessionEffect(Resource):
         """Pre value, windows after the start, deltas and durability of one session."""
         pid = resolve_patient_id(patient_id)
         metric = metric_arg("mood")
-        try:
-            sid = uuid.UUID(session_id)
-        except ValueError:
-            raise not_found() from None
+        sid = path_id(session_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=sid)
         if session.status != SessionStatus.completed:
