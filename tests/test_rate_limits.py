@@ -293,6 +293,7 @@ def _call(base: str, path: str, body: dict | None = None) -> tuple[int, dict, di
         return error.code, dict(error.headers), json.loads(error.read() or b"{}")
 
 
+@pytest.mark.services
 def test_a_limit_holds_across_gunicorn_workers_sharing_redis(tmp_path: Path):
     redis = _redis()
     prefix = f"moodtrack-test-{uuid.uuid4().hex}"
