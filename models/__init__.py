@@ -6,7 +6,10 @@ from models.assessments import Assessment, AssessmentVersion
 from models.audit import AuditEvent, AuditSubject
 from models.base import Base
 from models.care import CareLink, Invite
+from models.delivery import Delivery, DeliveryAttempt, JobLease, Webhook, WorkerHeartbeat
+from models.events import Event
 from models.mood import MoodEntry, MoodEntryVersion
+from models.reminders import Reminder
 from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
@@ -18,15 +21,22 @@ __all__ = [
     "AuditSubject",
     "Base",
     "CareLink",
+    "Delivery",
+    "DeliveryAttempt",
+    "Event",
     "Invite",
+    "JobLease",
     "MoodEntry",
     "MoodEntryVersion",
     "Observation",
     "RefreshToken",
+    "Reminder",
     "RevokedAccessToken",
     "Role",
     "SyncCounter",
     "TokenFamily",
     "TreatmentSession",
     "User",
+    "Webhook",
+    "WorkerHeartbeat",
 ]

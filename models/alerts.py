@@ -7,9 +7,10 @@ now or later, sees it (analytics.md "Alerts").
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,22 +24,20 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     case,
-    or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import ReturningInsert
 
 from models.accounts import User
 from models.base import Base, utcnow, uuid_pk
 from models.care import CareLink
 from models.errors import Conflict, NotFound
+from models.events import EventType, emit_event
 from models.outcomes import RuleSet
-
-if TYPE_CHECKING:
-    from models.assessments import Assessment
-    from models.instruments import Score
 
 
 class AlertRule(enum.StrEnum):
@@ -75,6 +74,8 @@ class Alert(Base):
     )
     acknowledgement_note: Mapped[str | None] = mapped_column(Text)
     ruleset_version: Mapped[str] = mapped_column(String(64))
+    # When an unacknowledged high-priority alert was escalated (at most once).
+    escalated_at: Mapped[datetime | None]
     # Numbers and codes only (never free text), so an alert list cannot leak a note.
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
@@ -100,110 +101,51 @@ def raise_alert(
     source_id: uuid.UUID,
     rules: RuleSet,
     details: dict[str, Any],
-) -> Alert:
-    """Add an alert to the caller's transaction (flushed, not committed)."""
+) -> Alert | None:
+    """Add an alert and its ``alert.raised`` event to the caller's transaction; None when
+    this record has already raised this rule (rules are re-evaluated on every write)."""
     alert = Alert(
+        id=uuid.uuid4(),
         patient_id=patient_id,
         rule=rule.value,
         priority=priority.value,
         source_type=source_type,
         source_id=source_id,
+        created_at=utcnow(),
         ruleset_version=rules.version,
         details=details,
     )
-    db.add(alert)
-    db.flush()
+    row = {column.key: getattr(alert, column.key, None) for column in Alert.__table__.columns}
+    # The unique key decides, so two writers re-evaluating at once store one alert.
+    if db.execute(_insert_statement(db.get_bind().dialect.name), row).first() is None:
+        return None
+    emit_event(
+        db=db,
+        type=EventType.alert_raised,
+        patient_id=patient_id,
+        data=alert_event_data(alert),
+        now=alert.created_at,
+    )
     return alert
 
 
-def _previous_phq9(db: Session, assessment: Assessment) -> Assessment | None:
-    from models.assessments import Assessment
-
-    # "Previous" by when it was answered, so a late-synced older form is compared rightly.
-    earlier = or_(
-        Assessment.occurred_at < assessment.occurred_at,
-        and_(
-            Assessment.occurred_at == assessment.occurred_at,
-            Assessment.created_at < assessment.created_at,
-        ),
-    )
-    return db.scalars(
-        select(Assessment)
-        .where(
-            Assessment.patient_id == assessment.patient_id,
-            Assessment.instrument == "phq9",
-            Assessment.deleted_at.is_(None),
-            Assessment.id != assessment.id,
-            earlier,
-        )
-        .order_by(Assessment.occurred_at.desc(), Assessment.created_at.desc())
-        .limit(1)
-    ).first()
-
-
-def alerts_for_assessment(
-    *, db: Session, assessment: Assessment, result: Score, rules: RuleSet
-) -> list[Alert]:
-    """Apply the self_harm and worsening rules to a newly stored assessment."""
-    alerts: list[Alert] = []
-    if result.safety_item is not None and result.safety_value is not None:
-        alerts.append(
-            raise_alert(
-                db=db,
-                patient_id=assessment.patient_id,
-                rule=AlertRule.self_harm,
-                priority=AlertPriority(rules.self_harm_priority(result.safety_value)),
-                source_type="assessment",
-                source_id=assessment.id,
-                rules=rules,
-                details={
-                    "instrument": assessment.instrument,
-                    "item": result.safety_item,
-                    "value": result.safety_value,
-                    "total": result.total,
-                },
-            )
-        )
-    if assessment.instrument == "phq9":
-        worsening = _worsening_details(db, assessment, result, rules)
-        if worsening is not None:
-            alerts.append(
-                raise_alert(
-                    db=db,
-                    patient_id=assessment.patient_id,
-                    rule=AlertRule.worsening,
-                    priority=AlertPriority.medium,
-                    source_type="assessment",
-                    source_id=assessment.id,
-                    rules=rules,
-                    details=worsening,
-                )
-            )
-    return alerts
-
-
-def _worsening_details(
-    db: Session, assessment: Assessment, result: Score, rules: RuleSet
-) -> dict[str, Any] | None:
-    previous = _previous_phq9(db, assessment)
-    severe = result.band is not None and result.band.code == "severe"
-    reasons = []
-    if previous is not None and rules.is_worsening(previous.total, result.total):
-        reasons.append("increase")
-    if severe and (previous is None or previous.band != "severe"):
-        reasons.append("entered_severe")
-    if not reasons:
-        return None
+def alert_event_data(alert: Alert, **extra: Any) -> dict[str, Any]:
+    """What an event says about an alert: ids, rule, priority and times, nothing else."""
     return {
-        "instrument": "phq9",
-        "reasons": reasons,
-        "total": result.total,
-        "band": result.band.code if result.band else None,
-        "previous_assessment_id": str(previous.id) if previous else None,
-        "previous_total": previous.total if previous else None,
-        "previous_band": previous.band if previous else None,
-        "threshold_points": rules.worsening_points,
+        "alert_id": str(alert.id),
+        "patient_id": str(alert.patient_id),
+        "rule": alert.rule,
+        "priority": alert.priority,
+        "raised_at": alert.created_at.isoformat(),
+        **extra,
     }
+
+
+@functools.cache
+def _insert_statement(dialect: str) -> ReturningInsert[Any]:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Alert.__table__
+    return insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 # The inbox puts the most urgent first. A rank, not the name: "high" sorts before "medium"
@@ -253,15 +195,9 @@ def acknowledge_alert(
 
     404 unless the clinician is linked to the alert's patient now; 409 when already done.
     """
-    row = db.execute(
-        select(Alert, User.display_name)
-        .join(User, User.id == Alert.patient_id)
-        .join(CareLink, _linked_to(clinician_id))
-        .where(Alert.id == alert_id)
-    ).one_or_none()
-    if row is None:
-        raise NotFound("No such alert.")
-    alert, display_name = row
+    alert, display_name = get_alert_for_clinician(
+        db=db, clinician_id=clinician_id, alert_id=alert_id
+    )
     already = Conflict("This alert has already been acknowledged.")
     if alert.acknowledged_at is not None:
         raise already
@@ -282,4 +218,65 @@ def acknowledge_alert(
     # Mirror the stored values on the loaded object without a second UPDATE or a reload.
     for key, value in values.items():
         set_committed_value(alert, key, value)
+    emit_event(
+        db=db,
+        type=EventType.alert_acknowledged,
+        patient_id=alert.patient_id,
+        data=alert_event_data(alert, acknowledged_at=now.isoformat()),
+        now=now,
+    )
     return alert, display_name
+
+
+def get_alert_for_clinician(
+    *, db: Session, clinician_id: uuid.UUID, alert_id: uuid.UUID
+) -> tuple[Alert, str]:
+    """One alert with its patient's display name; 404 unless the clinician is linked now."""
+    row = db.execute(
+        select(Alert, User.display_name)
+        .join(User, User.id == Alert.patient_id)
+        .join(CareLink, _linked_to(clinician_id))
+        .where(Alert.id == alert_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("No such alert.")
+    return row[0], row[1]
+
+
+def escalate_overdue_alerts(*, db: Session, now: datetime, after: timedelta) -> int:
+    """Escalate each high-priority alert left unacknowledged for ``after``: once, with one
+    ``alert.escalated`` event in the same transaction; returns how many."""
+    # UPDATE ... RETURNING with the condition repeated: of workers escalating at once, each
+    # alert is claimed by exactly one.
+    claimed = db.execute(
+        update(Alert)
+        .where(
+            Alert.priority == AlertPriority.high.value,
+            Alert.acknowledged_at.is_(None),
+            Alert.escalated_at.is_(None),
+            Alert.created_at <= now - after,
+        )
+        .values(escalated_at=now)
+        .returning(Alert.id, Alert.patient_id, Alert.rule, Alert.priority, Alert.created_at)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for row in claimed:
+        alert = Alert(
+            id=row.id,
+            patient_id=row.patient_id,
+            rule=row.rule,
+            priority=row.priority,
+            created_at=row.created_at,
+        )
+        emit_event(
+            db=db,
+            type=EventType.alert_escalated,
+            patient_id=row.patient_id,
+            data=alert_event_data(
+                alert,
+                escalated_at=now.isoformat(),
+                unacknowledged_minutes=int(after.total_seconds() // 60),
+            ),
+            now=now,
+        )
+    return len(claimed)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.accounts import User
+from models.assessments import Assessment
 from models.mood import MoodEntry
 from models.sessions import SessionStatus, TreatmentSession
 
@@ -123,8 +124,6 @@ def due_items(
 
 def last_questionnaire_at(*, db: Session, patient_id: uuid.UUID, code: str) -> datetime | None:
     """When the patient last answered this instrument (live forms only)."""
-    from models.assessments import Assessment
-
     return db.scalar(
         select(func.max(Assessment.occurred_at)).where(
             Assessment.patient_id == patient_id,

@@ -26,8 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
-from models.errors import NotFound, RuleViolation
-from models.records import ClientRecord, fingerprint, insert_once, utc_offset_minutes
+from models.errors import NotFound
+from models.records import ClientRecord, utc_offset_minutes
 
 
 class SessionStatus(enum.StrEnum):
@@ -169,35 +169,6 @@ class Observation(Base):
         return self.systolic is not None and self.diastolic is not None
 
 
-def _check_session(values: Mapping[str, Any]) -> None:
-    """The rules that relate several fields; each failure names its field."""
-    errors: dict[str, list[str]] = {}
-    drug, route, dose = values.get("drug"), values.get("route"), values.get("dose_mg")
-    if drug == Drug.esketamine:
-        if route != Route.intranasal:
-            errors.setdefault("route", []).append("Esketamine is given intranasally only.")
-        if dose is not None and float(dose) not in ESKETAMINE_DOSES_MG:
-            errors.setdefault("dose_mg", []).append(
-                "Esketamine doses are 28, 56 or 84 mg (28 mg devices)."
-            )
-    started = values.get("started_at")
-    for name in ("ended_at", "discharged_at"):
-        later = values.get(name)
-        if later is not None and started is not None and later < started:
-            errors.setdefault(name, []).append("Must not be before started_at.")
-    status = values.get("status")
-    now = datetime.now(UTC)
-    if status == SessionStatus.completed:
-        if dose is None:
-            errors.setdefault("dose_mg", []).append("A completed session needs its dose.")
-        if started is not None and started > now + timedelta(minutes=5):
-            errors.setdefault("started_at", []).append(
-                "A completed session cannot start in the future."
-            )
-    if errors:
-        raise RuleViolation(errors)
-
-
 def dose_flags(session: TreatmentSession) -> list[str]:
     """Warnings about the dose; shown with the session, never a reason to refuse it."""
     flags: list[str] = []
@@ -215,79 +186,6 @@ def dose_flags(session: TreatmentSession) -> list[str]:
     ):
         flags.append("weight_missing")
     return flags
-
-
-def create_session(
-    *,
-    db: Session,
-    patient_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    data: Mapping[str, Any],
-    idempotency_key: str | None = None,
-) -> tuple[TreatmentSession, bool]:
-    """Record a session after checking the cross-field rules; (session, created?)."""
-    values = dict(data)
-    _check_session(values)
-    session = TreatmentSession(
-        id=values.pop("id", None),
-        patient_id=patient_id,
-        created_by_id=actor_id,
-        fingerprint=fingerprint(data),
-        idempotency_key=idempotency_key,
-        utc_offset_minutes=utc_offset_minutes(values["started_at"]),
-        concomitant_medications=values.pop("concomitant_medications", None) or [],
-        adverse_events=values.pop("adverse_events", None) or [],
-        **values,
-    )
-    _normalise_instants(session)
-    return insert_once(db=db, record=session, idempotency_key=idempotency_key)
-
-
-def _normalise_instants(session: TreatmentSession) -> None:
-    for name in ("started_at", "ended_at", "discharged_at"):
-        value = getattr(session, name)
-        if value is not None:
-            setattr(session, name, value.astimezone(UTC))
-
-
-def update_session(
-    *, db: Session, session: TreatmentSession, changes: Mapping[str, Any]
-) -> TreatmentSession:
-    """Apply a partial change; status only moves from scheduled to completed or cancelled."""
-    new_status = changes.get("status")
-    if new_status is not None and new_status not in ALLOWED_TRANSITIONS[session.status]:
-        raise RuleViolation(
-            {"status": [f"A {session.status.value} session cannot become {new_status.value}."]}
-        )
-    merged = {
-        name: changes.get(name, getattr(session, name))
-        for name in (
-            "status",
-            "drug",
-            "route",
-            "dose_mg",
-            "started_at",
-            "ended_at",
-            "discharged_at",
-        )
-    }
-    _check_session(merged)
-    for key, value in changes.items():
-        if key in ("concomitant_medications", "adverse_events"):
-            value = value or []
-        setattr(session, key, value)
-    if "started_at" in changes:
-        session.utc_offset_minutes = utc_offset_minutes(changes["started_at"])
-    _normalise_instants(session)
-    session.updated_at = utcnow()
-    db.flush()
-    return session
-
-
-def delete_session(*, db: Session, session: TreatmentSession) -> None:
-    """Soft delete: the session stops counting anywhere; linked check-ins stay."""
-    session.deleted_at = session.updated_at = utcnow()
-    db.flush()
 
 
 def live_sessions(patient_id: uuid.UUID) -> Select[tuple[TreatmentSession]]:
@@ -321,14 +219,6 @@ def get_session(*, db: Session, patient_id: uuid.UUID, session_id: uuid.UUID) ->
     if session is None or session.patient_id != patient_id or session.deleted_at is not None:
         raise NotFound("No such session.")
     return session
-
-
-def number_of(*, db: Session, session: TreatmentSession) -> int | None:
-    """The session's number in the course, or None when it is not completed."""
-    if session.status != SessionStatus.completed:
-        return None
-    numbers = session_numbers(session.patient_id).subquery()
-    return db.scalar(select(numbers.c.number).where(numbers.c.session_id == session.id))
 
 
 def add_observation(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-import models.assessments
+import models.assessment_writes
 from api.config import ConfigError, load_settings
 from models import Alert, Assessment, AssessmentVersion, Role
 from models.outcomes import DEFAULT_RULESET_VERSION
@@ -355,7 +355,7 @@ def test_alert_failure_stores_nothing_and_answers_500(client, db, care, monkeypa
     def broken(**_kwargs):
         raise RuntimeError("alert store down")
 
-    monkeypatch.setattr(models.assessments, "alerts_for_assessment", broken)
+    monkeypatch.setattr(models.assessment_writes, "after_assessment_stored", broken)
     body = phq9(2, 2, item9=2, id=str(uuid.uuid4()))
     response = client.post(care["me"], json=body, headers=care["patient_headers"])
     assert response.status_code == 500

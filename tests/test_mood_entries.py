@@ -371,7 +371,7 @@ def test_a_clash_caught_by_the_caller_gives_its_change_number_back(db):
     """The batch's race fallback catches an item's 409 and commits the rest: the number the
     clashing item took must not stay taken (no gap in the patient's change numbers)."""
     from models.errors import Conflict
-    from models.mood import create_entry
+    from models.mood_writes import create_entry
     from models.outcomes import RuleSet
     from models.sync import SyncCounter
     from tests import factories as f

@@ -23,12 +23,8 @@ from api.http import (
     require_if_match,
 )
 from models.accounts import Role
-from models.assessments import (
-    Assessment,
-    create_assessment,
-    delete_assessment,
-    get_assessment,
-)
+from models.assessment_writes import create_assessment, delete_assessment
+from models.assessments import Assessment, get_assessment
 from models.instruments import CATALOGUE
 from schemas.assessments import AssessmentIn, AssessmentListOut, AssessmentOut
 from schemas.common import format_offset
@@ -152,6 +148,11 @@ class AssessmentItem(Resource):
         db = get_db()
         assessment = get_assessment(db=db, patient_id=pid, assessment_id=path_id(assessment_id))
         require_if_match(assessment.etag)
-        delete_assessment(db=db, assessment=assessment, actor=current_principal().user)
+        delete_assessment(
+            db=db,
+            assessment=assessment,
+            actor=current_principal().user,
+            rules=_settings().rules,
+        )
         db.commit()
         return empty_response()

@@ -26,14 +26,8 @@ from api.http import (
     require_if_match,
 )
 from models.accounts import Role
-from models.mood import (
-    MoodEntry,
-    create_entries,
-    create_entry,
-    delete_entry,
-    get_entry,
-    update_entry,
-)
+from models.mood import MoodEntry, get_entry
+from models.mood_writes import create_entries, create_entry, delete_entry, update_entry
 from schemas.common import format_offset
 from schemas.mood import (
     MoodEntryBatchIn,
@@ -235,7 +229,13 @@ class MoodEntryItem(Resource):
         entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
         require_if_match(entry.etag)
         changes = load_body(_update)
-        update_entry(db=db, entry=entry, actor_id=current_principal().user.id, changes=changes)
+        update_entry(
+            db=db,
+            entry=entry,
+            actor_id=current_principal().user.id,
+            changes=changes,
+            rules=settings().rules,
+        )
         db.commit()
         return json_response(entry_view(entry), etag=entry.etag)
 
@@ -246,6 +246,8 @@ class MoodEntryItem(Resource):
         db = get_db()
         entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
         require_if_match(entry.etag)
-        delete_entry(db=db, entry=entry, actor_id=current_principal().user.id)
+        delete_entry(
+            db=db, entry=entry, actor_id=current_principal().user.id, rules=settings().rules
+        )
         db.commit()
         return empty_response()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import current_principal, require_auth, resolve_patient_id
-from api.db import get_db
+from api.db import get_db, settings
 from api.errors import ApiError, validation_error
 from api.http import (
     created_response,
@@ -24,19 +24,17 @@ from api.http import (
     require_if_match,
 )
 from models.accounts import Role
+from models.session_writes import create_session, delete_session, update_session
 from models.sessions import (
     Observation,
     Setting,
     TreatmentSession,
     add_observation,
-    create_session,
-    delete_session,
     dose_flags,
     get_session,
     live_sessions,
     monitoring_checklist,
     session_numbers,
-    update_session,
 )
 from schemas.common import format_offset
 from schemas.sessions import (
@@ -124,6 +122,7 @@ class Sessions(Resource):
             patient_id=pid,
             actor_id=current_principal().user.id,
             data=data,
+            rules=settings().rules,
             idempotency_key=key,
         )
         db.commit()
@@ -179,7 +178,7 @@ class SessionItem(Resource):
         require_if_match(session.etag)
         changes = load_body(_update)
         _may_write(changes.get("setting", session.setting))
-        update_session(db=db, session=session, changes=changes)
+        update_session(db=db, session=session, changes=changes, rules=settings().rules)
         db.commit()
         return json_response(_view(db, session), etag=session.etag)
 
@@ -191,7 +190,7 @@ class SessionItem(Resource):
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         _may_write(session.setting)
         require_if_match(session.etag)
-        delete_session(db=db, session=session)
+        delete_session(db=db, session=session, rules=settings().rules)
         db.commit()
         return empty_response()
 
