@@ -1,8 +1,9 @@
-"""The ``moodtrack`` command: serve, db upgrade, users create."""
+"""The ``moodtrack`` command: serve, worker, db upgrade, users create."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -44,8 +45,28 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             return create_app(settings)
 
     print(f"moodtrack serving on http://{args.host}:{args.port} (docs at /docs)", flush=True)
-    _Server().run()
+    # The one-command default delivers too: a worker process beside the server, ended with
+    # it (and by itself should this process die without ending it).
+    worker = None
+    if not args.no_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--exit-with-parent"])
+    try:
+        _Server().run()
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
     return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from api.delivery.worker import run_worker
+
+    upgrade_database(settings)
+    return run_worker(settings, exit_with_parent=args.exit_with_parent)
 
 
 def _create_user(settings: Settings, args: argparse.Namespace) -> int:
@@ -95,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not start a delivery worker beside the server (run `moodtrack worker`)",
+    )
+
+    worker = sub.add_parser("worker", help="deliver alerts, escalations and reminders")
+    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -125,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "worker":
+        return _worker(settings, args)
     if args.command == "db":
         upgrade_database(settings)
         print("database is up to date")

@@ -8,14 +8,16 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
 from models.outcomes import RuleSet
 from models.passwords import Argon2Params
+from models.reminders import ReminderPolicy
 
 MIN_KEY_BYTES = 32
 DEFAULT_CRISIS_TEXT = (
@@ -67,6 +69,39 @@ RATE_LIMIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Seconds between tries of a failed delivery (each with +-20 % jitter): 11 tries over about
+# 28 hours, so an endpoint down for a day still receives everything.
+DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 43200)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How events leave the service: webhooks, email, escalation, reminders, workers."""
+
+    # smtp://[user:password@]host[:port][?starttls=1] or smtps://...; empty: no email.
+    smtp_url: str = ""
+    mail_from: str = "moodtrack@localhost"
+    # Where links in emails and webhook payloads point (the API's public address).
+    public_url: str = "http://127.0.0.1:8000"
+    escalation_after: timedelta = timedelta(minutes=30)
+    escalation_emails: tuple[str, ...] = ()
+    reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
+    webhook_timeout_seconds: float = 5.0
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    disable_after: timedelta = timedelta(hours=24)
+    # A claimed delivery is another worker's to try once this runs out (a crashed worker).
+    lease: timedelta = timedelta(seconds=60)
+    worker_threads: int = 4
+    poll_seconds: float = 1.0
+    # Webhook URLs on loopback or private networks (refused in production by default).
+    allow_private_networks: bool = True
+
+    @property
+    def email_enabled(self) -> bool:
+        """Whether an SMTP server is configured."""
+        return bool(self.smtp_url)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app reads from its environment, resolved once at start."""
@@ -87,6 +122,7 @@ class Settings:
     crisis_resources: tuple[tuple[str, str], ...] = DEFAULT_CRISIS_RESOURCES
     rules: RuleSet = field(default_factory=RuleSet)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     # How many reverse proxies in front of the app set X-Forwarded-For (0: none trusted).
     trusted_proxies: int = 0
     testing: bool = False
@@ -194,6 +230,89 @@ def _rate_limits(env: dict[str, str]) -> RateLimits:
     return RateLimits(**values)
 
 
+def _clock(name: str, value: str) -> time:
+    try:
+        hours, minutes = value.strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError(f"{name} must be a time of day such as 22:00") from None
+
+
+def _number(env: dict[str, str], name: str, default: float, *, least: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if number < least:
+        raise ConfigError(f"{name} must be at least {least:g}")
+    return number
+
+
+def _smtp_url(value: str) -> str:
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ConfigError("MOODTRACK_SMTP_URL must look like smtp://user:password@host:587")
+    return value
+
+
+def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
+    """Delivery settings; production refuses a retry schedule shorter than a day."""
+    quiet = env.get("MOODTRACK_QUIET_HOURS", "22:00-08:00")
+    start, sep, end = quiet.partition("-")
+    if not sep:
+        raise ConfigError("MOODTRACK_QUIET_HOURS must look like 22:00-08:00")
+    schedule_raw = env.get("MOODTRACK_DELIVERY_RETRY_SECONDS", "").strip()
+    try:
+        schedule = (
+            tuple(float(x) for x in schedule_raw.split(",")) if schedule_raw else None
+        ) or DEFAULT_RETRY_SCHEDULE
+    except ValueError:
+        raise ConfigError(
+            "MOODTRACK_DELIVERY_RETRY_SECONDS must be seconds, comma-separated"
+        ) from None
+    if production and sum(schedule) < 24 * 3600:
+        raise ConfigError("MOODTRACK_DELIVERY_RETRY_SECONDS must add up to at least 24 hours")
+    timeout = _number(env, "MOODTRACK_WEBHOOK_TIMEOUT_SECONDS", 5.0, least=0.1)
+    lease = _number(env, "MOODTRACK_DELIVERY_LEASE_SECONDS", 60.0, least=1)
+    if lease <= 2 * timeout:
+        raise ConfigError(
+            "MOODTRACK_DELIVERY_LEASE_SECONDS must exceed twice MOODTRACK_WEBHOOK_TIMEOUT_SECONDS"
+        )
+    private = env.get("MOODTRACK_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "").strip()
+    return DeliverySettings(
+        smtp_url=_smtp_url(env.get("MOODTRACK_SMTP_URL", "").strip()),
+        mail_from=env.get("MOODTRACK_MAIL_FROM", "moodtrack@localhost"),
+        public_url=env.get("MOODTRACK_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+        escalation_after=timedelta(
+            minutes=_number(env, "MOODTRACK_ESCALATION_MINUTES", 30, least=1)
+        ),
+        escalation_emails=tuple(
+            a.strip() for a in env.get("MOODTRACK_ESCALATION_EMAILS", "").split(",") if a.strip()
+        ),
+        reminders=ReminderPolicy(
+            quiet_start=_clock("MOODTRACK_QUIET_HOURS", start),
+            quiet_end=_clock("MOODTRACK_QUIET_HOURS", end),
+            daily_mood_at=_clock(
+                "MOODTRACK_DAILY_REMINDER_AT", env.get("MOODTRACK_DAILY_REMINDER_AT", "19:00")
+            ),
+        ),
+        webhook_timeout_seconds=timeout,
+        retry_schedule=schedule,
+        disable_after=timedelta(
+            hours=_number(env, "MOODTRACK_WEBHOOK_DISABLE_AFTER_HOURS", 24, least=1)
+        ),
+        lease=timedelta(seconds=lease),
+        worker_threads=int(_number(env, "MOODTRACK_WORKER_THREADS", 4, least=1)),
+        poll_seconds=_number(env, "MOODTRACK_WORKER_POLL_SECONDS", 1.0, least=0.05),
+        allow_private_networks=(private == "1") if private else not production,
+    )
+
+
 def _trusted_proxies(env: dict[str, str]) -> int:
     value = env.get("MOODTRACK_TRUSTED_PROXIES", "").strip() or "0"
     if not value.isdigit():
@@ -257,4 +376,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rules=_rules(env),
         rate_limits=_rate_limits(env),
         trusted_proxies=_trusted_proxies(env),
+        delivery=_delivery(env, production=mode == "production"),
     )

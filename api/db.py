@@ -12,8 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the settings this service relies on, for SQLite or PostgreSQL."""
+def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
+    """An engine with the settings this service relies on, for SQLite or PostgreSQL.
+
+    ``writer``: every SQLite transaction takes the write lock at BEGIN (the delivery
+    worker's transactions all write; outside a request nothing else says so)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
@@ -23,7 +26,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connect_args={"timeout": 30, "check_same_thread": False},
             **kwargs,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, writer=writer)
         return engine
     # A database that does not answer must not hold a request until gunicorn's timeout:
     # connecting gives up after 5 s (the URL's own connect_timeout wins) and answers 503.
@@ -32,7 +35,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from pysqlite (SQLAlchemy SQLite docs), so SAVEPOINTs work.
@@ -49,8 +52,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # A writing request takes the write lock up front: a deferred transaction that reads
         # and then writes can fail with SQLITE_BUSY no matter the busy timeout.
-        writes = has_request_context() and (
-            request.method not in SAFE_METHODS or g.get("audit_write", False)
+        writes = writer or (
+            has_request_context()
+            and (request.method not in SAFE_METHODS or g.get("audit_write", False))
         )
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 

@@ -6,12 +6,13 @@ from models.assessments import Assessment, AssessmentVersion
 from models.audit import AuditEvent, AuditSubject
 from models.base import Base
 from models.care import CareLink, Invite
-from models.delivery import Delivery, DeliveryAttempt, JobLease, Webhook, WorkerHeartbeat
+from models.delivery import Delivery, DeliveryAttempt, JobLease, WorkerHeartbeat
 from models.events import Event
 from models.mood import MoodEntry, MoodEntryVersion
 from models.reminders import Reminder
 from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
+from models.webhooks import Webhook
 
 __all__ = [
     "Alert",

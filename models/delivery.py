@@ -17,10 +17,8 @@ the delivery again. Delivery is at least once; the event id lets receivers drop 
 
 from __future__ import annotations
 
-import base64
 import enum
 import random
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,12 +26,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     ForeignKey,
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     and_,
     func,
@@ -48,11 +44,7 @@ from models.accounts import Role, User
 from models.base import Base, utcnow, uuid_pk
 from models.care import CareLink
 from models.events import Event, EventType, emit_event
-
-SECRET_PREFIX = "whsec_"
-# After a rotation the old secret still signs (beside the new one) for this long, so a
-# receiver can switch over without dropping a delivery.
-PREVIOUS_SECRET_GRACE = timedelta(hours=24)
+from models.webhooks import Webhook
 
 
 class Channel(enum.StrEnum):
@@ -68,49 +60,6 @@ class DeliveryStatus(enum.StrEnum):
     pending = "pending"
     delivered = "delivered"
     failed = "failed"
-
-
-class Webhook(Base):
-    """An endpoint an operator registered, with the event types it receives."""
-
-    __tablename__ = "webhooks"
-
-    id: Mapped[uuid.UUID] = uuid_pk()
-    url: Mapped[str] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(String(200))
-    event_types: Mapped[list[str]] = mapped_column(JSON)
-    # Standard Webhooks secrets ("whsec_" + base64); shown once, kept to sign.
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
-    previous_secret_expires_at: Mapped[datetime | None]
-    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    version: Mapped[int] = mapped_column(default=1)
-    disabled_at: Mapped[datetime | None]
-    # "failing" (disabled by the service after a day of failures) or "operator".
-    disabled_reason: Mapped[str | None] = mapped_column(String(32))
-    # Start of the current run of failed attempts; cleared by a success.
-    failing_since: Mapped[datetime | None]
-    last_success_at: Mapped[datetime | None]
-
-    __mapper_args__ = {"version_id_col": version}
-
-    @property
-    def etag(self) -> str:
-        """Strong entity tag of the current version."""
-        return f'"{self.version}"'
-
-    def signing_secrets(self, now: datetime) -> list[str]:
-        """The secrets a request is signed with now: the current one, and the previous one
-        during its grace period."""
-        keys = [self.secret]
-        expires = self.previous_secret_expires_at
-        if self.previous_secret and expires is not None and expires > now:
-            keys.append(self.previous_secret)
-        return keys
 
 
 class Delivery(Base):
@@ -188,11 +137,6 @@ class JobLease(Base):
     expires_at: Mapped[datetime]
 
 
-def new_secret() -> str:
-    """A Standard Webhooks secret: 32 random bytes, base64."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 # ------------------------------------------------------------------------- fan-out
 
 
@@ -230,6 +174,9 @@ def fan_out(*, db: Session, now: datetime, routing: Routing, limit: int = 100) -
                     "retry_step": 0,
                     "next_attempt_at": now,
                     "created_at": now,
+                    "webhook_id": None,
+                    "recipient_id": None,
+                    "recipient_address": None,
                     **extra,
                 }
             )

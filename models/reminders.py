@@ -22,9 +22,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.accounts import Role, User
 from models.base import Base, utcnow, uuid_pk
-from models.delivery import Webhook
 from models.due import DueItem, due_items, last_questionnaire_at
 from models.events import EventType, emit_event
+from models.webhooks import Webhook
 
 
 class Reminder(Base):

@@ -23,4 +23,9 @@ class AlertOut(Schema):
     acknowledged_by_id = fields.UUID(required=True, allow_none=True)
     acknowledgement_note = fields.String(required=True, allow_none=True)
     ruleset_version = fields.String(required=True)
+    escalated_at = fields.AwareDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When a high-priority alert left unacknowledged was escalated."},
+    )
     details = fields.Dict(keys=fields.String(), required=True)

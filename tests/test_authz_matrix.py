@@ -32,6 +32,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import sessionmaker
 
 from models.accounts import Role, User
+from models.delivery import Routing, fan_out
 from tests.conftest import PASSWORD, login, make_staff, register_patient, unique_email
 
 ACTORS = ("patient", "other_patient", "linked", "unlinked", "admin", "anonymous")
@@ -390,6 +391,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{P}/access-log", PATIENT_SELF),
     # Alerts: the linked clinician's inbox.
     Row("GET", f"{API}/alerts", ANY_CLINICIAN),
+    Row("GET", f"{API}/alerts/<alert_id>", LINKED_CLINICIAN),
     Row("GET", f"{P}/alerts", LINKED_CLINICIAN),
     Row(
         "POST",
@@ -397,6 +399,36 @@ TABLE: tuple[Row, ...] = (
         LINKED_CLINICIAN,
         body=fixed({"note": "Called the patient."}),
     ),
+    # Delivery: the operators' webhooks and delivery health.
+    Row(
+        "POST",
+        f"{API}/webhooks",
+        success(ADMIN_ONLY, 201),
+        body=fixed({"url": "https://relay.example.org/hook", "event_types": ["alert.raised"]}),
+    ),
+    Row("GET", f"{API}/webhooks", ADMIN_ONLY),
+    Row("GET", f"{API}/webhooks/<webhook_id>", ADMIN_ONLY),
+    Row(
+        "PATCH",
+        f"{API}/webhooks/<webhook_id>",
+        ADMIN_ONLY,
+        body=fixed({"description": "pager relay"}),
+        if_match="webhook_id",
+    ),
+    Row(
+        "DELETE",
+        f"{API}/webhooks/<webhook_id>",
+        success(ADMIN_ONLY, 204),
+        if_match="webhook_id",
+    ),
+    Row("POST", f"{API}/webhooks/<webhook_id>/rotate-secret", ADMIN_ONLY),
+    Row("GET", f"{API}/webhooks/<webhook_id>/deliveries", ADMIN_ONLY),
+    Row(
+        "POST",
+        f"{API}/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver",
+        success(ADMIN_ONLY, 202),
+    ),
+    Row("GET", f"{API}/delivery-health", ADMIN_ONLY),
     # Reference data: any signed-in user.
     Row("GET", f"{API}/instruments", SIGNED_IN),
     Row("GET", f"{API}/instruments/<code>", SIGNED_IN, ids={"code": "instrument"}),
@@ -439,6 +471,10 @@ def build_world(app: Flask) -> World:
     # An open invite, of the clinician the patient is not linked to.
     ids["code"] = client.post(f"{API}/invites", headers=headers["unlinked"]).get_json()["code"]
 
+    hook = {"url": "http://127.0.0.1:9/hook", "event_types": ["alert.raised"]}
+    created_hook = client.post(f"{API}/webhooks", json=hook, headers=headers["admin"])
+    ids["webhook_id"] = _created(created_hook, etags, "webhook_id")
+
     base = f"{API}/patients/{patient['id']}"
     entry = client.post(f"{base}/mood-entries", json=mood_body(), headers=ph)
     ids["entry_id"] = _created(entry, etags, "entry_id")
@@ -467,6 +503,13 @@ def build_world(app: Flask) -> World:
     ids["home_session_id"] = _created(home, etags, "home_session_id")
     alerts = client.get(f"{base}/alerts", headers=ch).get_json()["items"]
     ids["alert_id"] = next(a["id"] for a in alerts if a["rule"] == "self_harm")
+    with app.extensions["moodtrack"].session_factory() as db:
+        fan_out(db=db, now=NOW, routing=Routing(email_enabled=False))
+        db.commit()
+    deliveries = client.get(
+        f"{API}/webhooks/{ids['webhook_id']}/deliveries", headers=headers["admin"]
+    ).get_json()["items"]
+    ids["delivery_id"] = deliveries[0]["id"]
 
     # Accounts: the admin's target is the unlinked clinician; each caller's own profile.
     ids["user_id"] = ids["unlinked_id"]

@@ -75,6 +75,15 @@ CONTRACT_SCHEMAS = (
     "AssessmentListOut",
     "InstrumentOut",
     "InstrumentListOut",
+    "WebhookIn",
+    "WebhookUpdate",
+    "WebhookOut",
+    "WebhookSecretOut",
+    "WebhookListOut",
+    "DeliveryOut",
+    "DeliveryListOut",
+    "DeliveryHealthOut",
+    "WebhookEvent",
 )
 
 

@@ -38,6 +38,7 @@ def build_api(app: Flask) -> Api:
         reports,
         sessions,
         trends,
+        webhooks,
     )
 
     # add_specs only takes effect through init_app (flask-restx 1.3): no Swagger 2.0 route.
@@ -59,6 +60,7 @@ def build_api(app: Flask) -> Api:
         reports.export_ns,
         alerts.ns,
         erasure.ns,
+        webhooks.ns,
     ):
         api.add_namespace(namespace)
     api.init_app(app, add_specs=False)

@@ -20,6 +20,7 @@ from models.alerts import (
     Alert,
     acknowledge_alert,
     alerts_for_clinician,
+    get_alert_for_clinician,
     priority_rank,
 )
 from models.base import utcnow
@@ -43,6 +44,7 @@ def _alert_view(alert: Alert, display_name: str) -> dict[str, Any]:
         "acknowledged_by_id": alert.acknowledged_by_id,
         "acknowledgement_note": alert.acknowledgement_note,
         "ruleset_version": alert.ruleset_version,
+        "escalated_at": alert.escalated_at,
         "details": alert.details,
     }
 
@@ -84,6 +86,18 @@ class PatientAlerts(Resource):
     def get(self, patient_id: str) -> Response:
         """One linked patient's alerts, most urgent first, then newest; open by default."""
         return _page(resolve_patient_id(patient_id))
+
+
+@ns.route("/alerts/<alert_id>")
+class AlertItem(Resource):
+    @require_auth(Role.clinician)
+    def get(self, alert_id: str) -> Response:
+        """One alert of a linked patient (the link in alert emails and webhooks)."""
+        alert, name = get_alert_for_clinician(
+            db=get_db(), clinician_id=current_principal().user.id, alert_id=path_id(alert_id)
+        )
+        note_patients([alert.patient_id])
+        return json_response(_item_out.dump(_alert_view(alert, name)))
 
 
 @ns.route("/alerts/<alert_id>/acknowledge")

@@ -264,6 +264,7 @@ def _export_body(records: Records) -> dict[str, Any]:
                 "acknowledged_by_id": a.acknowledged_by_id,
                 "acknowledgement_note": a.acknowledgement_note,
                 "ruleset_version": a.ruleset_version,
+                "escalated_at": a.escalated_at,
                 "details": a.details,
             }
             for a in records.alerts

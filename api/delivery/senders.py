@@ -1,0 +1,141 @@
+"""The two ways out: a signed HTTP request to a webhook, an email over SMTP.
+
+Each send returns an Outcome (never raises for a failure of the other side) holding a
+status code or a short error name, never a response body.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import smtplib
+import socket
+import ssl
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+from standardwebhooks import Webhook as Signer
+
+from models.delivery import Outcome
+
+USER_AGENT = "moodtrack-webhooks/1"
+
+
+def sign(*, secrets: tuple[str, ...], event_id: str, timestamp: datetime, body: bytes) -> str:
+    """The `webhook-signature` header: one v1 signature per secret, space-separated."""
+    text = body.decode()
+    return " ".join(
+        Signer(secret).sign(msg_id=event_id, timestamp=timestamp, data=text) for secret in secrets
+    )
+
+
+def is_private_destination(url: str) -> bool:
+    """Whether a URL's host is, or resolves to, a loopback, private or link-local address."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False  # unresolvable: the request fails on its own
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return True
+    return False
+
+
+class WebhookSender:
+    """Signed POSTs (Standard Webhooks) with a hard timeout; redirects are not followed."""
+
+    def __init__(self, *, timeout: float, allow_private_networks: bool) -> None:
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            headers={"user-agent": USER_AGENT},
+        )
+        self.allow_private_networks = allow_private_networks
+
+    def send(
+        self, *, url: str, secrets: tuple[str, ...], event_id: str, body: bytes, now: datetime
+    ) -> Outcome:
+        """POST ``body``; a 2xx answer is a delivery, anything else a failed attempt."""
+        started = time.perf_counter()
+        if not self.allow_private_networks and is_private_destination(url):
+            return _outcome(now, started, error="destination not allowed (private network)")
+        # The wall clock, not ``now`` (which a test may drive): receivers compare the signed
+        # timestamp with their own clock to refuse replays.
+        sent_at = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": sign(
+                secrets=secrets, event_id=event_id, timestamp=sent_at, body=body
+            ),
+        }
+        try:
+            # Streamed and closed unread: a receiver's body is never loaded or kept.
+            with self.client.stream("POST", url, content=body, headers=headers) as response:
+                status = response.status_code
+        except httpx.TimeoutException:
+            return _outcome(now, started, error="timeout")
+        except httpx.HTTPError as exc:
+            return _outcome(now, started, error=type(exc).__name__)
+        ok = 200 <= status < 300
+        return _outcome(now, started, status=status, error=None if ok else f"HTTP {status}")
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.client.close()
+
+
+class Mailer:
+    """Plain-text email over SMTP, configured by URL (smtp://, smtps://, ?starttls=1)."""
+
+    def __init__(self, *, smtp_url: str, mail_from: str, timeout: float) -> None:
+        parts = urlsplit(smtp_url)
+        self.implicit_tls = parts.scheme == "smtps"
+        self.starttls = parse_qs(parts.query).get("starttls", ["0"])[0] in {"1", "true"}
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (465 if self.implicit_tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.mail_from = mail_from
+        self.timeout = timeout
+
+    def send(self, *, to: str, subject: str, text: str, now: datetime) -> Outcome:
+        """Send one message; a refusal or a dropped connection is a failed attempt."""
+        started = time.perf_counter()
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self.mail_from, to, subject
+        message.set_content(text)
+        try:
+            with self._connect() as smtp:
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            return _outcome(now, started, error=type(exc).__name__)
+        return _outcome(now, started)
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        if self.implicit_tls:
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.starttls:
+            smtp.starttls(context=context)
+        return smtp
+
+
+def _outcome(
+    now: datetime, started: float, *, status: int | None = None, error: str | None = None
+) -> Outcome:
+    return Outcome(
+        ok=error is None,
+        started_at=now,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        response_status=status,
+        error=error[:200] if error else None,
+    )
