@@ -197,8 +197,20 @@ def _crisis_resources(raw: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def _rules(env: dict[str, str]) -> RuleSet:
-    """The default clinical rules, with the thresholds the environment overrides."""
-    overrides: dict[str, int] = {}
+    """The clinical rules: the defaults, then MOODTRACK_RULES (JSON, or @file.json), then the
+    two single-threshold variables kept from before."""
+    given: dict[str, Any] = {}
+    raw = env.get("MOODTRACK_RULES", "").strip()
+    if raw:
+        try:
+            text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+            given = json.loads(text)
+        except (OSError, ValueError):
+            raise ConfigError(
+                "MOODTRACK_RULES must be a JSON object or @path/to/rules.json"
+            ) from None
+        if not isinstance(given, dict):
+            raise ConfigError("MOODTRACK_RULES must be a JSON object")
     for name, key in (
         ("MOODTRACK_WORSENING_POINTS", "worsening_points"),
         ("MOODTRACK_POST_SESSION_DROP_POINTS", "post_session_drop_points"),
@@ -208,8 +220,11 @@ def _rules(env: dict[str, str]) -> RuleSet:
             continue
         if not value.isdigit() or int(value) < 1:
             raise ConfigError(f"{name} must be a whole number of at least 1")
-        overrides[key] = int(value)
-    return RuleSet().with_overrides(**overrides)
+        given[key] = int(value)
+    try:
+        return RuleSet.from_mapping(given)
+    except ValueError as exc:
+        raise ConfigError(f"MOODTRACK_RULES: {exc}") from None
 
 
 def _rate_limits(env: dict[str, str]) -> RateLimits:

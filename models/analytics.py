@@ -337,20 +337,27 @@ class Summary:
     response: bool | None
     remission: bool | None
     reliable_improvement: bool | None
+    minimal_important_change: bool | None
+    relapse: bool | None
     band: str | None
     latest_value: float | None
     latest_at: datetime | None
     ruleset_version: str
 
 
-def summarise(*, metric: str, base: float | None, now: Current, rules: RuleSet) -> Summary:
+def summarise(
+    *,
+    metric: str,
+    base: float | None,
+    now: Current,
+    rules: RuleSet,
+    relapse: bool | None = None,
+) -> Summary:
     """Derive change and labels from a baseline and a current value."""
     change = None if base is None or now.value is None else now.value - base
     percent = None if change is None or not base else 100 * change / base
     is_instrument = metric in INSTRUMENT_METRICS
-    response = None
-    if is_instrument and base is not None and base > 0 and now.value is not None:
-        response = now.value <= rules.response_fraction * base
+    response = rules.is_response(base, now.value) if is_instrument else None
     remission = None
     if metric in rules.remission and now.value is not None:
         remission = rules.in_remission(metric, now.value)
@@ -361,6 +368,7 @@ def summarise(*, metric: str, base: float | None, now: Current, rules: RuleSet) 
     if is_instrument and now.latest_value is not None:
         found = band_of(metric, int(now.latest_value))
         band = found.code if found is not None else None
+    improvement = improvement_of(metric, change)
     return Summary(
         metric=metric,
         direction=METRICS[metric],
@@ -368,10 +376,12 @@ def summarise(*, metric: str, base: float | None, now: Current, rules: RuleSet) 
         current=now.value,
         change=change,
         percent_change=percent,
-        improvement=improvement_of(metric, change),
+        improvement=improvement,
         response=response,
         remission=remission,
         reliable_improvement=reliable,
+        minimal_important_change=rules.is_minimal_important_improvement(metric, improvement),
+        relapse=relapse,
         band=band,
         latest_value=now.latest_value,
         latest_at=now.latest_at,
@@ -392,7 +402,61 @@ def summary(
     base, now = levels(
         db=db, patient_id=patient_id, metric=metric, date_from=date_from, date_to=date_to
     )
-    return summarise(metric=metric, base=base, now=now, rules=rules)
+    relapsed = relapse(
+        db=db,
+        patient_id=patient_id,
+        metric=metric,
+        rules=rules,
+        date_from=date_from,
+        date_to=date_to,
+    )
+    return summarise(metric=metric, base=base, now=now, rules=rules, relapse=relapsed)
+
+
+def relapse(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    metric: str,
+    rules: RuleSet,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> bool | None:
+    """Relapse as STAR*D defines it (clinical.md §3): a measurement at or above the relapse
+    level after the first measurement in remission, within the range. None for a metric
+    without a relapse rule, or when no measurement was ever in remission."""
+    if metric not in rules.relapse_min or metric not in rules.remission:
+        return None
+    operator, cutoff = rules.remission[metric]
+    statement = _relapse_statement(metric, operator, date_from is not None, date_to is not None)
+    params = {
+        **_params(patient_id, date_from, date_to),
+        "cutoff": cutoff,
+        "level": rules.relapse_min[metric],
+    }
+    remitted_at, relapsed = db.execute(statement, params).one()
+    return None if remitted_at is None else bool(relapsed)
+
+
+@functools.cache
+def _relapse_statement(
+    metric: str, operator: str, bounded_from: bool, bounded_to: bool
+) -> Select[Any]:
+    remitted = _measured(metric, bounded_from=bounded_from, bounded_to=bounded_to)
+    later = _measured(metric, bounded_from=bounded_from, bounded_to=bounded_to)
+    in_remission = (
+        remitted.c.value < bindparam("cutoff")
+        if operator == "<"
+        else remitted.c.value <= bindparam("cutoff")
+    )
+    first = select(func.min(remitted.c.occurred_at)).where(in_remission).scalar_subquery()
+    relapsed = (
+        select(func.count())
+        .select_from(later)
+        .where(later.c.value >= bindparam("level"), later.c.occurred_at > first)
+        .scalar_subquery()
+    )
+    return select(first.label("remitted_at"), (relapsed > 0).label("relapsed"))
 
 
 # ---------------------------------------------------------------- session effect
@@ -423,7 +487,7 @@ class Effect:
     pre_source: str | None  # "linked" or "last_24h"
     windows: tuple[Window, ...]
     durability_days: int | None
-    relapsed: bool | None
+    effect_ended: bool | None
 
 
 def completed_sessions(*, db: Session, patient_id: uuid.UUID) -> list[TreatmentSession]:
@@ -477,7 +541,7 @@ def effects(
                     improvement_of(metric, delta),
                 )
             )
-        durability, relapsed = _durability(
+        durability, ended = _durability(
             metric, pre, _local_date_of_start(session), days.get(index, [])
         )
         out.append(
@@ -490,7 +554,7 @@ def effects(
                 source,
                 tuple(rows),
                 durability,
-                relapsed,
+                ended,
             )
         )
     return out
@@ -695,7 +759,7 @@ def course_summary(*, db: Session, patient_id: uuid.UUID, rules: RuleSet) -> dic
                 "day1": windows["day1"],
                 "day7": windows["day7"],
                 "durability_days": effect.durability_days,
-                "relapsed": effect.relapsed,
+                "effect_ended": effect.effect_ended,
             }
         )
     return {

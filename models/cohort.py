@@ -224,9 +224,7 @@ def cohort_page(
                 phq9_baseline=base,
                 phq9_current=cur,
                 phq9_change=None if base is None or cur is None else cur - base,
-                response=None
-                if base is None or cur is None or base <= 0
-                else cur <= rules.response_fraction * base,
+                response=rules.is_response(base, cur),
                 remission=rules.in_remission("phq9", cur),
                 sessions_completed=int(r.completed),
                 last_session_start=r.last_start,

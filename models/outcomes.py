@@ -72,6 +72,60 @@ class RuleSet:
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
+    @classmethod
+    def from_mapping(cls, given: Mapping[str, Any], *, base: RuleSet | None = None) -> RuleSet:
+        """Rules from a deployment's settings: thresholds given replace the defaults (per
+        instrument for the per-instrument rules); ValueError names what is wrong."""
+        base = base or cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"unknown rule settings: {unknown}")
+        changes: dict[str, Any] = {}
+        for name, value in given.items():
+            if name == "version":
+                if not isinstance(value, str) or not 1 <= len(value) <= 64:
+                    raise ValueError("version must be text of 1 to 64 characters")
+            elif name == "remission":
+                value = {**base.remission, **_remission_rules(value)}
+            elif name in _PER_INSTRUMENT:
+                value = {**getattr(base, name), **_points(name, value)}
+            elif name == "response_fraction":
+                if not _number(value) or not 0 < value < 1:
+                    raise ValueError("response_fraction must be a number between 0 and 1")
+            elif not _whole(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1")
+            changes[name] = MappingProxyType(value) if isinstance(value, dict) else value
+        return base.with_overrides(**changes)
+
+    def describe(self) -> dict[str, Any]:
+        """The active definitions, for people and clients to read."""
+        return {
+            "version": self.version,
+            "response": {"current_at_most_fraction_of_baseline": self.response_fraction},
+            "remission": {
+                code: {"operator": op, "cutoff": cut} for code, (op, cut) in self.remission.items()
+            },
+            "reliable_improvement": {
+                code: {"drop_at_least": drop}
+                for code, drop in self.reliable_improvement_drop.items()
+            },
+            "minimal_important_change": {
+                code: {"improvement_at_least": points}
+                for code, points in self.minimal_important_change.items()
+            },
+            "relapse": {
+                code: {"at_least": cut, "after": "remission"}
+                for code, cut in self.relapse_min.items()
+            },
+            "alerts": {
+                "worsening_points": self.worsening_points,
+                "post_session_drop_points": self.post_session_drop_points,
+                "post_session_window_hours": self.post_session_window_hours,
+                "self_harm_high_from": self.self_harm_high_from,
+            },
+        }
+
     def self_harm_priority(self, item_value: int) -> str:
         """high from ``self_harm_high_from``, else medium: a positive item is never dropped."""
         return "high" if item_value >= self.self_harm_high_from else "medium"
@@ -103,5 +157,63 @@ class RuleSet:
             return None
         return baseline - current >= drop
 
+    def is_minimal_important_improvement(self, code: str, improvement: float | None) -> bool | None:
+        """An improvement of at least the instrument's minimal important change."""
+        points = self.minimal_important_change.get(code)
+        if points is None or improvement is None:
+            return None
+        return improvement >= points
 
-DEFAULT_RULES = RuleSet()
+    def is_relapse_level(self, code: str, value: float) -> bool:
+        """At or above the instrument's relapse level (STAR*D: QIDS-SR16 >= 11)."""
+        level = self.relapse_min.get(code)
+        return level is not None and value >= level
+
+
+# Instruments whose totals the per-instrument rules may name, with their maximum total.
+INSTRUMENT_MAXIMA = {"phq9": 27, "gad7": 21, "qids_sr16": 27, "madrs": 60, "cadss": 92}
+_PER_INSTRUMENT = ("reliable_improvement_drop", "minimal_important_change", "relapse_min")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _instrument(name: str, code: Any) -> str:
+    if code not in INSTRUMENT_MAXIMA:
+        raise ValueError(f"{name}: {code!r} is not an instrument with a total")
+    return code
+
+
+def _remission_rules(value: Any) -> dict[str, tuple[str, float]]:
+    if not isinstance(value, Mapping):
+        raise ValueError('remission must map instruments to ["<" or "<=", cut-off]')
+    out = {}
+    for code, rule in value.items():
+        _instrument("remission", code)
+        if (
+            not isinstance(rule, list | tuple)
+            or len(rule) != 2
+            or rule[0] not in ("<", "<=")
+            or not _number(rule[1])
+            or not 0 <= rule[1] <= INSTRUMENT_MAXIMA[code]
+        ):
+            raise ValueError(f'remission of {code} must be ["<" or "<=", a total in range]')
+        out[code] = (rule[0], rule[1])
+    return out
+
+
+def _points(name: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must map instruments to whole numbers of points")
+    out = {}
+    for code, points in value.items():
+        _instrument(name, code)
+        if not _whole(points) or not 1 <= points <= INSTRUMENT_MAXIMA[code]:
+            raise ValueError(f"{name} of {code} must be a whole number of points in range")
+        out[code] = points
+    return out

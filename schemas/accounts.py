@@ -133,3 +133,7 @@ class CohortOut(Schema):
 
     items = fields.List(fields.Nested(CohortRowOut), required=True)
     next_cursor = fields.String(required=True, allow_none=True)
+    ruleset_version = fields.String(
+        required=True,
+        metadata={"description": "Of the outcome definitions behind response and remission."},
+    )

@@ -43,10 +43,29 @@ class SummaryOut(Schema):
     response = fields.Boolean(required=True, allow_none=True)
     remission = fields.Boolean(required=True, allow_none=True)
     reliable_improvement = fields.Boolean(required=True, allow_none=True)
+    minimal_important_change = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Improvement of at least the instrument's minimal important "
+            "change (PHQ-9: 5 points by default); null without a rule."
+        },
+    )
+    relapse = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "STAR*D relapse: a total at or above the relapse level (QIDS-SR16 "
+            ">= 11 by default) after the first total in remission; null without a relapse "
+            "rule or before any remission."
+        },
+    )
     band = fields.String(required=True, allow_none=True)
     latest_value = fields.Float(required=True, allow_none=True)
     latest_at = fields.AwareDateTime(required=True, allow_none=True)
-    ruleset_version = fields.String(required=True)
+    ruleset_version = fields.String(
+        required=True, metadata={"description": "Of the definitions that gave the labels."}
+    )
 
 
 class TrendOut(Schema):
@@ -99,7 +118,15 @@ class EffectOut(Schema):
     )
     windows = fields.List(fields.Nested(WindowOut), required=True)
     durability_days = fields.Integer(required=True, allow_none=True)
-    relapsed = fields.Boolean(required=True, allow_none=True)
+    effect_ended = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "true: a later day was no better than pre, which ended the effect "
+            "after durability_days; false: still holding when the data ends. Not a relapse in "
+            "the clinical (STAR*D) sense: see the summary's `relapse`."
+        },
+    )
 
 
 class CourseSessionOut(Schema):
@@ -117,7 +144,15 @@ class CourseSessionOut(Schema):
     day1 = fields.Float(required=True, allow_none=True)
     day7 = fields.Float(required=True, allow_none=True)
     durability_days = fields.Integer(required=True, allow_none=True)
-    relapsed = fields.Boolean(required=True, allow_none=True)
+    effect_ended = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "true: a later day was no better than pre, which ended the effect "
+            "after durability_days; false: still holding when the data ends. Not a relapse in "
+            "the clinical (STAR*D) sense: see the summary's `relapse`."
+        },
+    )
 
 
 class CourseOut(Schema):

@@ -208,7 +208,7 @@ def test_session_effect_windows_deltas_and_relapse(db):
     assert (w["day1"].value, w["day1"].n) == (6.0, 1)
     assert w["day3"].value == 5.0 and w["day7"].value == 4.0 and w["day7"].n == 1
     # Daily values after 1 March: 2nd 6, 4th 5, 7th 4 (<= pre 4): relapse, 6 days.
-    assert (e.durability_days, e.relapsed) == (6, True)
+    assert (e.durability_days, e.effect_ended) == (6, True)
 
 
 def test_session_without_a_pre_value(db):
@@ -220,7 +220,7 @@ def test_session_without_a_pre_value(db):
     assert e.pre is None
     assert next(w for w in e.windows if w.name == "day1").value == 8.0
     assert next(w for w in e.windows if w.name == "day1").delta is None
-    assert (e.durability_days, e.relapsed) == (None, None)
+    assert (e.durability_days, e.effect_ended) == (None, None)
 
 
 def test_fallback_pre_and_durability_still_holding_when_data_ends(db):
@@ -234,7 +234,7 @@ def test_fallback_pre_and_durability_still_holding_when_data_ends(db):
     e = _effect(db, p, s)
     assert (e.pre, e.pre_source) == (3.0, "last_24h")
     # Dates after 1 March: 2nd (6), 5th (5), both better than 3: holding, 4 days.
-    assert (e.durability_days, e.relapsed) == (4, False)
+    assert (e.durability_days, e.effect_ended) == (4, False)
 
 
 def test_cancelled_session_between_two_completed_changes_nothing(db):
@@ -251,9 +251,9 @@ def test_cancelled_session_between_two_completed_changes_nothing(db):
     assert next(w for w in one.windows if w.name == "day3").value == 7.0
     assert next(w for w in one.windows if w.name == "day7").value is None  # cut by the span
     # First: dates after 1 March in its span: 4th 7, 6th 6: still holding at the span end.
-    assert (one.durability_days, one.relapsed) == (5, False)
+    assert (one.durability_days, one.effect_ended) == (5, False)
     assert two.pre == 6.0
-    assert (two.durability_days, two.relapsed) == (1, True)  # 7 March: 6 >= ... no better
+    assert (two.durability_days, two.effect_ended) == (1, True)  # 7 March: 6 >= ... no better
     assert next(w for w in two.windows if w.name == "day1").value == 6.0
 
 
@@ -266,7 +266,7 @@ def test_down_metrics_improve_downwards(db):
     e = _effect(db, p, s, metric="phq9")
     day1 = next(w for w in e.windows if w.name == "day1")
     assert (day1.delta, day1.improvement) == (-8.0, 8.0)
-    assert (e.durability_days, e.relapsed) == (4, True)  # 21 >= 20 on 5 March
+    assert (e.durability_days, e.effect_ended) == (4, True)  # 21 >= 20 on 5 March
 
 
 def test_written_out_dumps_equal_the_marshmallow_schemas(db):

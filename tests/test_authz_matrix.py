@@ -431,6 +431,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{API}/delivery-health", ADMIN_ONLY),
     # Reference data: any signed-in user.
     Row("GET", f"{API}/instruments", SIGNED_IN),
+    Row("GET", f"{API}/outcome-definitions", SIGNED_IN),
     Row("GET", f"{API}/instruments/<code>", SIGNED_IN, ids={"code": "instrument"}),
 )
 

@@ -84,7 +84,7 @@ def test_effect_and_course(client, care):
     windows = {w["name"]: w for w in body["windows"]}
     assert windows["acute"]["value"] == 7.0 and windows["acute"]["delta"] == 4.0
     assert windows["day1"]["value"] == 6.0
-    assert body["durability_days"] == 1 and body["relapsed"] is False
+    assert body["durability_days"] == 1 and body["effect_ended"] is False
     assert (
         client.get(
             f"{care['base']}/sessions/{cancelled['id']}/effect", headers=care["ch"]

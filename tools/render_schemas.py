@@ -84,6 +84,7 @@ CONTRACT_SCHEMAS = (
     "DeliveryListOut",
     "DeliveryHealthOut",
     "WebhookEvent",
+    "OutcomeDefinitionsOut",
 )
 
 

@@ -54,6 +54,7 @@ def build_api(app: Flask) -> Api:
         due.ns,
         assessments.ns,
         instruments.ns,
+        instruments.definitions_ns,
         trends.ns,
         audit.ns,
         reports.ns,

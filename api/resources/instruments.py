@@ -8,12 +8,28 @@ from flask import Response
 from flask_restx import Namespace, Resource
 
 from api.auth import require_auth
+from api.db import settings
 from api.http import json_response
 from models.instruments import CATALOGUE, AnswerOption, Instrument, get_instrument
 from schemas.instruments import InstrumentListOut, InstrumentOut
+from schemas.outcomes import OutcomeDefinitionsOut
 
 ns = Namespace("instruments", path="/instruments", description="Questionnaire catalogue")
 _out, _list_out = InstrumentOut(), InstrumentListOut()
+_definitions_out = OutcomeDefinitionsOut()
+# The outcome definitions sit beside the catalogue they apply to.
+definitions_ns = Namespace(
+    "outcome-definitions", path="/outcome-definitions", description="Outcome definitions"
+)
+
+
+@definitions_ns.route("")
+class OutcomeDefinitions(Resource):
+    @require_auth()
+    def get(self) -> Response:
+        """The response, remission, reliable improvement, minimal important change, relapse
+        and alert thresholds this deployment applies (set at start: MOODTRACK_RULES)."""
+        return json_response(_definitions_out.dump(settings().rules.describe()))
 
 
 def _option(option: AnswerOption) -> dict[str, Any]:

@@ -62,7 +62,12 @@ class Patients(Resource):
         note_patients(row.patient_id for row in rows)
         items = [{**asdict(row), "id": row.patient_id} for row in rows]
         next_cursor = encode_cursor([offset + limit, sort, raw_attention]) if more else None
-        return json_response(_cohort_out.dump({"items": items, "next_cursor": next_cursor}))
+        body = {
+            "items": items,
+            "next_cursor": next_cursor,
+            "ruleset_version": settings().rules.version,
+        }
+        return json_response(_cohort_out.dump(body))
 
 
 @ns.route("/<patient_id>")
