@@ -1,4 +1,6 @@
 # moodtrack API: gunicorn serving api:create_app(), migrations applied at start.
+# The same image runs the delivery worker: `docker run --env-file moodtrack.env moodtrack
+# moodtrack worker` (one or more; alerts, escalations and reminders leave through it).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml setup.cfg README.md openapi.yaml ./
