@@ -20,9 +20,12 @@ from models.alerts import Alert
 from models.assessments import Assessment, AssessmentVersion
 from models.audit import forget_pseudonym
 from models.care import CareLink, Invite
+from models.delivery import Delivery, DeliveryAttempt
+from models.events import Event
 from models.errors import RuleViolation
 from models.mood import MoodEntry, MoodEntryVersion
 from models.passwords import Passwords
+from models.reminders import Reminder
 from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
@@ -48,7 +51,14 @@ def erase_patient(*, db: Session, passwords: Passwords, user: User, password: st
     assessments = select(Assessment.id).where(Assessment.patient_id == uid)
     sessions = select(TreatmentSession.id).where(TreatmentSession.patient_id == uid)
     families = select(TokenFamily.id).where(TokenFamily.user_id == uid)
+    events = select(Event.id).where(Event.patient_id == uid)
+    deliveries = select(Delivery.id).where(Delivery.event_id.in_(events))
     statements = [
+        # Outbox events about the patient, and their deliveries, pending or done.
+        delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)),
+        delete(Delivery).where(Delivery.event_id.in_(events)),
+        delete(Event).where(Event.patient_id == uid),
+        delete(Reminder).where(Reminder.patient_id == uid),
         # Version snapshots hold the old notes and answers.
         delete(MoodEntryVersion).where(MoodEntryVersion.entry_id.in_(entries)),
         delete(AssessmentVersion).where(AssessmentVersion.assessment_id.in_(assessments)),
