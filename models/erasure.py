@@ -21,8 +21,8 @@ from models.assessments import Assessment, AssessmentVersion
 from models.audit import forget_pseudonym
 from models.care import CareLink, Invite
 from models.delivery import Delivery, DeliveryAttempt
-from models.events import Event
 from models.errors import RuleViolation
+from models.events import Event
 from models.mood import MoodEntry, MoodEntryVersion
 from models.passwords import Passwords
 from models.reminders import Reminder
