@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found, validation_error
+from api.jsonbody import MalformedJson, decode_json
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_LIMIT = 500
@@ -28,10 +29,9 @@ def load_body(schema: Schema) -> dict[str, Any]:
     """Parse and validate the JSON body: 415 wrong type, 400 malformed, 422 invalid."""
     if request.mimetype not in JSON_TYPES:
         raise ApiError(415, "Send the body as application/json.", slug="unsupported-media-type")
-    raw = request.get_data(cache=True)
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        payload = decode_json(request.get_data(cache=True))
+    except MalformedJson:
         raise ApiError(400, "The request body is not valid JSON.", slug="malformed-json") from None
     if not isinstance(payload, dict):
         raise validation_error({"_body": ["Expected a JSON object."]})
