@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found, validation_error
 from api.jsonbody import MalformedJson, decode_json
+from schemas.common import fits_sql_integer, instant_in_range, query_whole_number
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_LIMIT = 500
@@ -100,9 +101,12 @@ def page_limit() -> int:
     raw = request.args.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise validation_error({"limit": [f"Must be a whole number from 1 to {MAX_LIMIT}."]})
-    return int(raw)
+    try:
+        return query_whole_number(raw, low=1, high=MAX_LIMIT)
+    except ValueError:
+        raise validation_error(
+            {"limit": [f"Must be a whole number from 1 to {MAX_LIMIT}."]}
+        ) from None
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -133,13 +137,16 @@ def _encode_key_value(value: Any) -> Any:
 
 
 def _decode_key_value(value: Any, kind: type) -> Any:
+    # A cursor comes back from the client: its values are checked like any other input.
     if kind is datetime:
         parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
+        if parsed.tzinfo is None or not instant_in_range(parsed):
+            raise ValueError("naive or out of range")
         return parsed
     if kind is uuid.UUID:
         return uuid.UUID(value)
+    if kind is int and not fits_sql_integer(value):
+        raise ValueError("not a SQL integer")
     if not isinstance(value, kind):
         raise TypeError(kind.__name__)
     return value

@@ -34,7 +34,7 @@ from models.mood import (
     get_entry,
     update_entry,
 )
-from schemas.common import format_offset
+from schemas.common import format_offset, query_whole_number
 from schemas.mood import (
     MoodEntryBatchIn,
     MoodEntryBatchOut,
@@ -125,11 +125,15 @@ class MoodEntries(Resource):
 
 
 def _sync(db: Any, patient_id: uuid.UUID, since_raw: str) -> Response:
-    if not since_raw.isdigit() or int(since_raw) > _MAX_SEQ:
-        raise validation_error({"updated_since": ["Must be 0 or a cursor from an earlier sync."]})
+    try:
+        since = query_whole_number(since_raw, low=0, high=_MAX_SEQ)
+    except ValueError:
+        raise validation_error(
+            {"updated_since": ["Must be 0 or a cursor from an earlier sync."]}
+        ) from None
     if "cursor" in request.args:
         raise validation_error({"cursor": ["Sync pages with updated_since alone."]})
-    since, limit = int(since_raw), page_limit()
+    limit = page_limit()
     rows = db.scalars(
         select(MoodEntry)
         .where(MoodEntry.patient_id == patient_id, MoodEntry.change_seq > since)
