@@ -16,6 +16,7 @@ from flask import Response, current_app, request
 from marshmallow import Schema
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
+from werkzeug.http import unquote_etag
 
 from api.errors import ApiError, not_found, validation_error
 from api.jsonbody import MalformedJson, decode_json
@@ -82,13 +83,13 @@ def empty_response(status: int = 204) -> Response:
 
 def require_if_match(current_etag: str) -> None:
     """Optimistic concurrency: 428 without If-Match, 412 when it names another version."""
-    header = request.headers.get("If-Match")
-    if not header:
+    if not request.headers.get("If-Match"):
         raise ApiError(
             428, "Send If-Match with the ETag you last read.", slug="precondition-required"
         )
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if "*" not in tags and current_etag not in tags:
+    # RFC 9110 §13.1.1: If-Match compares strongly, so W/"1" never matches "1".
+    # werkzeug parses the list (quoting, W/, *) and its contains() is the strong comparison.
+    if not request.if_match.contains(unquote_etag(current_etag)[0]):
         raise ApiError(
             412,
             "The resource changed since you read it; fetch it again.",

@@ -161,3 +161,32 @@ def test_logs_are_json_lines_without_bodies_queries_or_tokens(client, caplog):
     request_lines = [e for e in entries if e["msg"] == "request"]
     assert {"method", "route", "status", "latency_ms", "request_id"} <= set(request_lines[-1])
     assert request_lines[-1]["route"] == "/api/v1/patients/<patient_id>"
+
+
+def test_if_match_compares_strongly(client):
+    """RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak tag never matches."""
+    headers = auth(client, register_patient(client)["email"])
+    me = client.get("/api/v1/me", headers=headers)
+    etag = me.headers["ETag"]
+    assert etag == '"1"'
+    for weak in (f"W/{etag}", f'W/{etag}, "7"'):
+        refused = client.patch(
+            "/api/v1/me", json={"timezone": "Asia/Tokyo"}, headers={**headers, "If-Match": weak}
+        )
+        _is_problem(refused, 412)
+    entry = client.post(
+        "/api/v1/patients/me/mood-entries",
+        json={"occurred_at": "2026-11-27T10:00:00+01:00", "mood": 5},
+        headers=headers,
+    ).get_json()
+    url = f"/api/v1/patients/me/mood-entries/{entry['id']}"
+    _is_problem(client.delete(url, headers={**headers, "If-Match": 'W/"1"'}), 412)
+    assert client.get(url, headers=headers).status_code == 200  # nothing was deleted
+    # A strong tag among others, or *, still matches.
+    listed = client.patch(
+        "/api/v1/me",
+        json={"timezone": "Asia/Tokyo"},
+        headers={**headers, "If-Match": f'"7", {etag}'},
+    )
+    assert listed.status_code == 200
+    assert client.delete(url, headers={**headers, "If-Match": "*"}).status_code == 204
