@@ -82,7 +82,8 @@ def _resource(route: str) -> tuple[str, str | None]:
     resource_type = statics[-1] if statics else "api"
     resource_id = None
     if parts and parts[-1].startswith("<") and parts[-1] != "<patient_id>":
-        resource_id = str((request.view_args or {}).get(parts[-1][1:-1], ""))[:64] or None
+        name = parts[-1][1:-1].rpartition(":")[2]  # <uuid:entry_id> names entry_id
+        resource_id = str((request.view_args or {}).get(name, ""))[:64] or None
     return resource_type, resource_id
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.conftest import PASSWORD, auth, make_staff, register_patient
 
@@ -190,3 +192,37 @@ def test_if_match_compares_strongly(client):
     )
     assert listed.status_code == 200
     assert client.delete(url, headers={**headers, "If-Match": "*"}).status_code == 204
+
+
+def _concrete(rule: str) -> str:
+    # Any id names an id route; the instruments route takes a catalogue code.
+    return re.sub(
+        r"<(?:[^:<>]+:)?([^<>]+)>",
+        lambda m: "phq9" if m.group(1) == "code" else "0b0d9a1e-3f6c-4f7e-9a57-2f3b8c1d4e01",
+        rule,
+    )
+
+
+def test_each_path_is_served_by_one_route_only(app):
+    """A literal segment (…/mood-entries/batch) must not also match a sibling's variable
+    (…/mood-entries/<entry_id>): OPTIONS and 405 would advertise the other route's methods."""
+    adapter = app.url_map.bind("localhost")
+    methods: dict[str, set[str]] = {}  # a path may be split over resources (GET and DELETE /me)
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint not in ("static", "restx_doc.static") and rule.rule != "/api/v1/":
+            methods.setdefault(rule.rule, {"OPTIONS"}).update(rule.methods or ())
+    assert "/api/v1/patients/<patient_id>/mood-entries/batch" in methods
+    for rule, expected in methods.items():
+        assert set(adapter.allowed_methods(_concrete(rule))) == expected, rule
+
+
+def test_options_on_the_batch_advertises_post_only(app):
+    # OPTIONS is Flask's own answer, not an operation of the contract: no contract check.
+    plain = FlaskClient(app)
+    response = plain.options("/api/v1/patients/me/mood-entries/batch")
+    assert response.status_code == 200
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == {"POST", "OPTIONS"}
+    # openapi.yaml's {entry_id} template would take "batch" for an id: not its operation.
+    refused = plain.get("/api/v1/patients/me/mood-entries/batch")
+    _is_problem(refused, 405)
+    assert {m.strip() for m in refused.headers["Allow"].split(",")} == {"POST", "OPTIONS"}

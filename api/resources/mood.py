@@ -22,7 +22,6 @@ from api.http import (
     keyset_page,
     load_body,
     page_limit,
-    path_id,
     require_if_match,
 )
 from models.accounts import Role
@@ -222,21 +221,23 @@ class MoodEntryBatch(Resource):
         return json_response(_batch_out.dump(body))
 
 
-@ns.route("/<patient_id>/mood-entries/<entry_id>")
+# uuid: else "batch" would match <entry_id> too, and OPTIONS and 405 on /batch would
+# advertise GET, PATCH and DELETE.
+@ns.route("/<patient_id>/mood-entries/<uuid:entry_id>")
 class MoodEntryItem(Resource):
     @require_auth(Role.patient, Role.clinician)
-    def get(self, patient_id: str, entry_id: str) -> Response:
+    def get(self, patient_id: str, entry_id: uuid.UUID) -> Response:
         """One entry."""
         pid = resolve_patient_id(patient_id)
-        entry = get_entry(db=get_db(), patient_id=pid, entry_id=path_id(entry_id))
+        entry = get_entry(db=get_db(), patient_id=pid, entry_id=entry_id)
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
-    def patch(self, patient_id: str, entry_id: str) -> Response:
+    def patch(self, patient_id: str, entry_id: uuid.UUID) -> Response:
         """Change an entry (If-Match); the prior version is kept."""
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
-        entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
+        entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
         require_if_match(entry.etag)
         changes = load_body(_update)
         update_entry(db=db, entry=entry, actor_id=current_principal().user.id, changes=changes)
@@ -244,11 +245,11 @@ class MoodEntryItem(Resource):
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
-    def delete(self, patient_id: str, entry_id: str) -> Response:
+    def delete(self, patient_id: str, entry_id: uuid.UUID) -> Response:
         """Delete an entry (If-Match); sync reports it as a tombstone."""
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
-        entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
+        entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
         require_if_match(entry.etag)
         delete_entry(db=db, entry=entry, actor_id=current_principal().user.id)
         db.commit()
