@@ -66,13 +66,16 @@ def json_response(
     return response
 
 
-def created_response(body: Any, *, record_id: Any, etag: str, created: bool) -> Response:
-    """The answer to an idempotent create: 201 with Location, or 200 for a replay."""
+def created_response(
+    body: Any, *, record_id: Any, etag: str | None, created: bool, location: bool = True
+) -> Response:
+    """The answer to an idempotent create: 201, or 200 for a replay; with Location when
+    the record has a URL of its own (``location``) and ETag when it has versions."""
     return json_response(
         body,
         201 if created else 200,
         etag=etag,
-        headers={"Location": f"{request.path}/{record_id}"},
+        headers={"Location": f"{request.path}/{record_id}"} if location else None,
     )
 
 

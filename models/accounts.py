@@ -112,6 +112,9 @@ class RevokedAccessToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime]
 
+    # The purge deletes by expiry (purge_expired_tokens).
+    __table_args__ = (Index("ix_revoked_access_tokens_expires_at", "expires_at"),)
+
 
 def email_key(email: str) -> str:
     """The case-insensitive form emails are compared by."""

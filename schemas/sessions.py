@@ -123,8 +123,15 @@ def _reading(low: int, high: int, description: str) -> StrictInteger:
 
 
 class ObservationIn(Schema):
-    """One set of readings during a session; at least one reading."""
+    """One set of readings during a session; at least one reading. Supply `id` (a UUID)
+    so a retry cannot store it twice."""
 
+    id = fields.UUID(
+        metadata={
+            "description": "Client-chosen id; a repeat with the same body returns the stored "
+            "observation."
+        }
+    )
     observed_at = Instant(required=True)
     systolic = _reading(50, 300, "mmHg")
     diastolic = _reading(20, 200, "mmHg")
