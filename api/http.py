@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from flask import Response, current_app, request
 from marshmallow import Schema
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
 from werkzeug.http import unquote_etag
 
@@ -140,8 +140,9 @@ def _encode_key_value(value: Any) -> Any:
     return value
 
 
-def _decode_key_value(value: Any, kind: type) -> Any:
+def _decode_key_value(value: Any, key: ColumnElement[Any]) -> Any:
     # A cursor comes back from the client: its values are checked like any other input.
+    kind = key.type.python_type
     if kind is datetime:
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None or not instant_in_range(parsed):
@@ -149,7 +150,7 @@ def _decode_key_value(value: Any, kind: type) -> Any:
         return parsed
     if kind is uuid.UUID:
         return uuid.UUID(value)
-    if kind is int and not fits_sql_integer(value):
+    if kind is int and not fits_sql_integer(value, big=isinstance(key.type, BigInteger)):
         raise ValueError("not a SQL integer")
     if not isinstance(value, kind):
         raise TypeError(kind.__name__)
@@ -173,9 +174,7 @@ def keyset_page(
     raw = decode_cursor(arity=len(keys))
     if raw is not None:
         try:
-            after = [
-                _decode_key_value(v, k.type.python_type) for v, k in zip(raw, keys, strict=True)
-            ]
+            after = [_decode_key_value(v, k) for v, k in zip(raw, keys, strict=True)]
         except (ValueError, TypeError, AttributeError):
             raise validation_error({"cursor": ["Not a cursor this API issued."]}) from None
         stmt = stmt.where(_after(keys, after, descending=descending))

@@ -23,8 +23,9 @@ _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _END = datetime(2200, 1, 1, tzinfo=UTC)
 DATE_RANGE_MESSAGE = "Must be from 1900-01-01 to 2199-12-31."
 INSTANT_RANGE_MESSAGE = "Must be from 1900-01-01T00:00:00Z up to 2200-01-01T00:00:00Z."
-# The largest value of a SQL BIGINT (PostgreSQL's and SQLite's 64-bit signed integer).
-SQL_INTEGER_MAX = 2**63 - 1
+# The largest values of SQL INTEGER and BIGINT on PostgreSQL (SQLite stores 64 bits for both).
+SQL_INTEGER_MAX = 2**31 - 1
+SQL_BIGINT_MAX = 2**63 - 1
 # Longest run of digits a whole-number query parameter may have (BIGINT has 19).
 _MAX_DIGITS = 19
 
@@ -40,13 +41,11 @@ def date_in_range(value: date) -> bool:
     return FIRST_DATE <= value <= LAST_DATE
 
 
-def fits_sql_integer(value: object) -> bool:
-    """A JSON integer (not a boolean) a BIGINT column can be compared with."""
-    return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and -SQL_INTEGER_MAX <= value <= SQL_INTEGER_MAX
-    )
+def fits_sql_integer(value: object, *, big: bool = False) -> bool:
+    """A JSON integer (not a boolean) an INTEGER (``big``: BIGINT) column can be compared
+    with; PostgreSQL refuses a parameter out of its column's range."""
+    largest = SQL_BIGINT_MAX if big else SQL_INTEGER_MAX
+    return isinstance(value, int) and not isinstance(value, bool) and -largest <= value <= largest
 
 
 class Instant(fields.AwareDateTime):

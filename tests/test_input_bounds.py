@@ -414,6 +414,14 @@ def test_query_numbers_that_do_not_fit_are_422(client, world):
             ch,
             "cursor",
         ),
+        # change_seq and the alert rank are INTEGER columns: 2**31 does not fit.
+        (f"{me}?updated_since={2**31}", ph, "updated_since"),
+        (
+            "/api/v1/alerts?cursor="
+            + _cursor([2**31, "2026-01-01T00:00:00+00:00", str(uuid.uuid4())]),
+            ch,
+            "cursor",
+        ),
     ]
     for url, headers, name in cases:
         response = client.get(url, headers=headers)
@@ -421,12 +429,21 @@ def test_query_numbers_that_do_not_fit_are_422(client, world):
         assert list(response.get_json()["errors"]) == [name], url[:80]
 
 
-def test_the_largest_sync_cursor_is_still_served(client, world):
-    response = client.get(
-        f"/api/v1/patients/me/mood-entries?updated_since={2**62}",
-        headers=world["headers"]["patient"],
+def test_the_largest_numbers_that_fit_are_served(client, world):
+    ph, ch, admin = (world["headers"][a] for a in ("patient", "clinician", "admin"))
+    at = "2026-01-01T00:00:00+00:00"
+    sync = client.get(f"/api/v1/patients/me/mood-entries?updated_since={2**31 - 1}", headers=ph)
+    assert sync.status_code == 200 and sync.get_json()["items"] == []
+    audit = client.get("/api/v1/audit-events?cursor=" + _cursor([at, 2**63 - 1]), headers=admin)
+    assert audit.status_code == 200
+    alerts = client.get(
+        "/api/v1/alerts?cursor=" + _cursor([2**31 - 1, at, str(uuid.uuid4())]), headers=ch
     )
-    assert response.status_code == 200 and response.get_json()["items"] == []
+    assert alerts.status_code == 200
+    cohort = client.get(
+        "/api/v1/patients?cursor=" + _cursor([2**63 - 1, "-open_alerts", None]), headers=ch
+    )
+    assert cohort.status_code == 200 and cohort.get_json()["items"] == []
 
 
 def _leaf_fields(field: Any) -> Iterator[Any]:

@@ -33,7 +33,7 @@ from models.mood import (
     get_entry,
     update_entry,
 )
-from schemas.common import format_offset, query_whole_number
+from schemas.common import SQL_INTEGER_MAX, format_offset, query_whole_number
 from schemas.mood import (
     MoodEntryBatchIn,
     MoodEntryBatchOut,
@@ -48,7 +48,8 @@ ns = Namespace("mood-entries", path="/patients", description="Mood entries")
 _in, _update, _out = MoodEntryIn(), MoodEntryUpdate(), MoodEntryOut()
 _list_out, _sync_out = MoodEntryListOut(), MoodEntrySyncOut()
 _batch_in, _batch_out = MoodEntryBatchIn(), MoodEntryBatchOut()
-_MAX_SEQ = 2**62
+# change_seq is an INTEGER column: PostgreSQL refuses a larger parameter.
+_MAX_SEQ = SQL_INTEGER_MAX
 
 
 def entry_data(entry: MoodEntry) -> dict[str, Any]:

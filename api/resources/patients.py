@@ -44,7 +44,7 @@ class Patients(Resource):
         offset = 0
         if cursor is not None:
             if cursor[1:] != [sort, raw_attention] or not (
-                fits_sql_integer(cursor[0]) and cursor[0] >= 0
+                fits_sql_integer(cursor[0], big=True) and cursor[0] >= 0
             ):
                 raise validation_error({"cursor": ["Not a cursor for this sort and filter."]})
             offset = cursor[0]
