@@ -124,8 +124,8 @@ def decode_cursor(*, arity: int) -> list[Any] | None:
     if raw is None:
         return None
     try:
-        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        values = decode_json(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (MalformedJson, binascii.Error):
         values = None
     if not isinstance(values, list) or len(values) != arity:
         raise validation_error({"cursor": ["Not a cursor this API issued."]})
