@@ -120,6 +120,15 @@ class EmailText(fields.Email, Text):
     """An email address (rendered as format: email) with Text's rules."""
 
 
+_QUERY_TEXT = Text()
+
+
+def query_text(raw: str) -> str:
+    """A free-text query parameter that reaches SQL (``action=``); ValidationError when it
+    holds what a database cannot compare (NUL: PostgreSQL refuses the whole statement)."""
+    return _QUERY_TEXT.deserialize(raw)
+
+
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())

@@ -169,6 +169,15 @@ def test_far_dates_in_queries_are_422(client, world):
         assert list(response.get_json()["errors"]) == [name]
 
 
+def test_query_text_that_reaches_sql_has_no_nul(client, world):
+    admin = world["headers"]["admin"]
+    for url in ("/api/v1/audit-events?action=%00", "/api/v1/audit-events?action=read%00"):
+        response = client.get(url, headers=admin)
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert list(response.get_json()["errors"]) == ["action"]
+    assert client.get("/api/v1/audit-events?action=read", headers=admin).status_code == 200
+
+
 def test_the_edges_of_the_date_range_are_served(client, world):
     pid, ch = world["ids"]["patient_id"], world["headers"]["clinician"]
     chart = client.get(
