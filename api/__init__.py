@@ -16,6 +16,7 @@ from api.audit import install_audit
 from api.config import Settings, load_settings
 from api.db import close_db, make_engine, make_session_factory
 from api.errors import handle_any
+from api.headers import install_security_headers
 from api.limits import init_limiter
 from api.logs import configure_logging, install_request_hooks
 from api.tokens import TokenService
@@ -76,6 +77,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_error_handler(Exception, handle_any)
     app.teardown_appcontext(close_db)
     install_request_hooks(app)
+    install_security_headers(app, settings)
     # After the request-id hook, so a 429 carries its request id like any other error.
     app.extensions["moodtrack"].limiter = init_limiter(app, settings)
     # Registered last so it runs first: it may still replace a read with a 503.

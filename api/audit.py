@@ -43,6 +43,8 @@ NAMED_ACTIONS = {
 }
 API_PREFIX = "/api/v1"
 VERB_SEGMENTS = frozenset({"acknowledge", "batch"})
+# Path arguments that name an account: recorded by the account's pseudonym, never its id.
+ACCOUNT_ARGUMENTS = frozenset({"user_id"})
 
 
 def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
@@ -73,31 +75,41 @@ def _route() -> str | None:
     return rule[len(API_PREFIX) :]
 
 
-def _resource(route: str) -> tuple[str, str | None]:
-    """('mood-entries', '<id>') from '/patients/<patient_id>/mood-entries/<entry_id>'."""
+def _resource(route: str) -> tuple[str, str | None, uuid.UUID | None]:
+    """('mood-entries', '<id>', None) from '/patients/<patient_id>/mood-entries/<entry_id>';
+    an account in the path (``<user_id>``) comes third, for its pseudonym, never second."""
     parts = [p for p in route.split("/") if p]
     statics = [p for p in parts if not p.startswith("<")]
     if len(statics) > 1 and statics[-1] in VERB_SEGMENTS:
         statics = statics[:-1]  # /alerts/<id>/acknowledge acts on an alert
     resource_type = statics[-1] if statics else "api"
-    resource_id = None
-    if parts and parts[-1].startswith("<") and parts[-1] != "<patient_id>":
-        resource_id = str((request.view_args or {}).get(parts[-1][1:-1], ""))[:64] or None
-    return resource_type, resource_id
+    if not parts or not parts[-1].startswith("<") or parts[-1] == "<patient_id>":
+        return resource_type, None, None
+    name = parts[-1][1:-1].rpartition(":")[2]  # <uuid:entry_id> names entry_id
+    value = str((request.view_args or {}).get(name, ""))
+    if name in ACCOUNT_ARGUMENTS:
+        try:
+            return resource_type, None, uuid.UUID(value)
+        except ValueError:  # names no account: the view answers 404
+            return resource_type, None, None
+    return resource_type, value[:64] or None, None
 
 
-def _entries(outcome: str, *, created_id: str | None = None) -> list[Entry]:
+def _entries(
+    outcome: str, *, created_id: str | None = None, created_user: uuid.UUID | None = None
+) -> list[Entry]:
     route = _route()
     if route is None:
         return []
     action = NAMED_ACTIONS.get((request.method, route), ACTIONS.get(request.method, "other"))
-    resource_type, resource_id = _resource(route)
+    resource_type, resource_id, resource_user = _resource(route)
     principal = g.get("principal")
     actor = principal.user if principal is not None else g.get("audit_actor")
     common = {
         "action": action,
         "resource_type": resource_type,
         "resource_id": resource_id or created_id,
+        "resource_user_id": resource_user or created_user,
         "outcome": outcome,
         "actor_id": actor.id if actor is not None else None,
         "actor_role": actor.role.value if actor is not None else None,
@@ -121,7 +133,8 @@ def _before_commit(session: Session) -> None:
         return
     outcome = session.info.pop("audit_outcome", "success")
     created = session.info.pop("audit_created_id", None)
-    entries = _entries(outcome, created_id=created)
+    created_user = session.info.pop("audit_created_user", None)
+    entries = _entries(outcome, created_id=created, created_user=created_user)
     if entries:
         g.audit_written = True
         record(db=session, entries=entries)
@@ -129,14 +142,18 @@ def _before_commit(session: Session) -> None:
 
 
 def _after_flush(session: Session, _context: Any) -> None:
-    """Remember the id of a record this request created, for its audit row."""
-    if "audit_created_id" in session.info:
+    """Remember the record this request created, for its audit row (an account by its id,
+    which the row turns into the account's pseudonym)."""
+    if "audit_created_id" in session.info or "audit_created_user" in session.info:
         return
     for obj in session.new:
-        if hasattr(obj, "patient_id") or isinstance(obj, User):
-            session.info["audit_created_id"] = str(obj.id)
-            if isinstance(obj, User) and has_request_context() and g.get("audit_actor") is None:
+        if isinstance(obj, User):
+            session.info["audit_created_user"] = obj.id
+            if has_request_context() and g.get("audit_actor") is None:
                 g.audit_actor = obj
+            return
+        if hasattr(obj, "patient_id"):
+            session.info["audit_created_id"] = str(obj.id)
             return
 
 

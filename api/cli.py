@@ -1,4 +1,4 @@
-"""The ``moodtrack`` command: serve, worker, db upgrade, users create."""
+"""The ``moodtrack`` command: serve, worker, db upgrade, db purge, users create."""
 
 from __future__ import annotations
 
@@ -106,6 +106,22 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(settings: Settings) -> int:
+    from api.db import make_engine, make_session_factory
+    from models.accounts import purge_expired_tokens
+    from models.base import utcnow
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            count = purge_expired_tokens(db=db, now=utcnow())
+            db.commit()
+    finally:
+        engine.dispose()
+    print(f"purged {count} expired access-token revocations")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="moodtrack", description="moodtrack API service")
@@ -128,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply all migrations")
+    db_sub.add_parser(
+        "purge",
+        help="delete revocations of access tokens that have expired anyway (logouts also "
+        "delete them, a batch at a time)",
+    )
 
     users = sub.add_parser("users", help="accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)
@@ -156,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "worker":
         return _worker(settings, args)
+    if args.command == "db" and args.db_command == "purge":
+        return _purge(settings)
     if args.command == "db":
         upgrade_database(settings)
         print("database is up to date")

@@ -20,6 +20,18 @@ from models.passwords import Argon2Params
 from models.reminders import ReminderPolicy
 
 MIN_KEY_BYTES = 32
+# A key drawn at random has many distinct bytes (32 random bytes about 30; 64 hex digits all
+# 16; even 32 hex digits fall under 10 once in 10,000 draws); fewer means a pattern or a
+# word repeated, guessable whatever its length. Production refuses such keys.
+MIN_DISTINCT_KEY_BYTES = 10
+# RFC 9106's second recommended option (t=3, 64 MiB) is the floor production accepts. The
+# attacker's cost per guess is memory x passes; parallelism splits the work into lanes, so
+# a lower one costs the defender latency, not the attacker, and is left free.
+MIN_ARGON2_TIME_COST = 3
+MIN_ARGON2_MEMORY_KIB = 64 * 1024
+# A refresh token longer-lived than this outlives any reason to keep a session without a
+# password; a stolen phone's session should not last a season.
+MAX_REFRESH_TOKEN_MINUTES = 90 * 24 * 60
 DEFAULT_CRISIS_TEXT = (
     "If you are thinking about harming yourself, call or text 988 (Suicide & Crisis "
     "Lifeline, US) now. If you are in immediate danger, call 911. Entries in this app "
@@ -335,6 +347,49 @@ def _trusted_proxies(env: dict[str, str]) -> int:
     return int(value)
 
 
+def _flag(env: dict[str, str], name: str) -> bool:
+    return env.get(name, "").strip() == "1"
+
+
+def _weak_keys(keys: dict[str, bytes]) -> list[str]:
+    return [kid for kid, key in keys.items() if len(set(key)) < MIN_DISTINCT_KEY_BYTES]
+
+
+def _refuse_unsafe_production(settings: Settings, env: dict[str, str]) -> None:
+    """Production refuses settings that defeat its own protections; ConfigError names each."""
+    problems = []
+    if settings.rate_limits.storage_url.startswith("memory://") and not _flag(
+        env, "MOODTRACK_ALLOW_UNSAFE_MEMORY_LIMITS"
+    ):
+        problems.append(
+            "MOODTRACK_RATELIMIT_STORAGE_URL is memory://, which counts limits per worker "
+            "process (N workers allow N times each limit): use a redis:// URL every worker "
+            "shares, or set MOODTRACK_ALLOW_UNSAFE_MEMORY_LIMITS=1 if one process serves"
+        )
+    argon2 = settings.argon2
+    if (
+        argon2.time_cost < MIN_ARGON2_TIME_COST or argon2.memory_kib < MIN_ARGON2_MEMORY_KIB
+    ) and not _flag(env, "MOODTRACK_ALLOW_UNSAFE_ARGON2"):
+        problems.append(
+            f"MOODTRACK_ARGON2_TIME_COST {argon2.time_cost} and _MEMORY_KIB "
+            f"{argon2.memory_kib} are below RFC 9106's second recommended option "
+            f"({MIN_ARGON2_TIME_COST} passes, {MIN_ARGON2_MEMORY_KIB} KiB); raise them "
+            "(MOODTRACK_ALLOW_UNSAFE_ARGON2=1 only for a benchmark rig without real accounts)"
+        )
+    if any("*" in origin or origin == "null" for origin in settings.cors_origins):
+        problems.append(
+            "MOODTRACK_CORS_ORIGINS must list the browser origins by name "
+            "(https://app.example.org), not * or null"
+        )
+    for kid in _weak_keys(settings.signing_keys):
+        problems.append(
+            f"signing key {kid!r} has fewer than {MIN_DISTINCT_KEY_BYTES} distinct bytes, "
+            "so it is not random: generate one, e.g. base64:$(openssl rand -base64 48)"
+        )
+    if problems:
+        raise ConfigError("production refuses to start: " + "; ".join(problems))
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment; refuse an unsafe production setup."""
     env = dict(os.environ if env is None else env)
@@ -360,6 +415,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     access_ttl = _minutes(env, "MOODTRACK_ACCESS_TOKEN_MINUTES", timedelta(minutes=15))
     if access_ttl > timedelta(minutes=15):
         raise ConfigError("MOODTRACK_ACCESS_TOKEN_MINUTES may be at most 15")
+    refresh_ttl = _minutes(env, "MOODTRACK_REFRESH_TOKEN_MINUTES", timedelta(days=30))
+    if refresh_ttl > timedelta(minutes=MAX_REFRESH_TOKEN_MINUTES):
+        raise ConfigError(
+            f"MOODTRACK_REFRESH_TOKEN_MINUTES may be at most {MAX_REFRESH_TOKEN_MINUTES} (90 days)"
+        )
     log_level = env.get("MOODTRACK_LOG_LEVEL", "INFO").upper()
     if not isinstance(logging.getLevelName(log_level), int):
         raise ConfigError("MOODTRACK_LOG_LEVEL must be a logging level name")
@@ -371,7 +431,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         )
     except ValueError:
         raise ConfigError("MOODTRACK_ARGON2_* must be whole numbers") from None
-    return Settings(
+    if min(argon2.time_cost, argon2.memory_kib, argon2.parallelism) < 1:
+        raise ConfigError("MOODTRACK_ARGON2_* must be at least 1")
+    settings = Settings(
         env=mode,
         database_url=database_url,
         signing_keys=keys,
@@ -379,7 +441,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         issuer=env.get("MOODTRACK_ISSUER", "moodtrack"),
         audience=env.get("MOODTRACK_AUDIENCE", "moodtrack-api"),
         access_ttl=access_ttl,
-        refresh_ttl=_minutes(env, "MOODTRACK_REFRESH_TOKEN_MINUTES", timedelta(days=30)),
+        refresh_ttl=refresh_ttl,
         cors_origins=tuple(
             o.strip() for o in env.get("MOODTRACK_CORS_ORIGINS", "").split(",") if o.strip()
         ),
@@ -393,3 +455,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         trusted_proxies=_trusted_proxies(env),
         delivery=_delivery(env, production=mode == "production"),
     )
+    if mode == "production":
+        _refuse_unsafe_production(settings, env)
+    return settings

@@ -79,12 +79,18 @@ def validation_error(errors: dict[str, list[str]]) -> ApiError:
     return ApiError(422, "One or more fields are invalid.", slug="validation", errors=errors)
 
 
+def _field_name(key: Any) -> str:
+    # An unknown field is named by the client's own key, which may hold an unpaired
+    # surrogate that no encoder can write: show it escaped instead.
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """marshmallow nests errors; the wire format is {field: [messages]}, dotted for nesting."""
     out: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
+            name = f"{prefix}.{_field_name(key)}" if prefix else _field_name(key)
             for k, v in _flatten(value, name).items():
                 out.setdefault(k, []).extend(v)
     elif isinstance(messages, list):

@@ -14,10 +14,13 @@ from typing import Any
 import orjson
 from flask import Response, current_app, request
 from marshmallow import Schema
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
+from werkzeug.http import unquote_etag
 
 from api.errors import ApiError, not_found, validation_error
+from api.jsonbody import MalformedJson, decode_json
+from schemas.common import fits_sql_integer, instant_in_range, query_whole_number
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_LIMIT = 500
@@ -28,10 +31,9 @@ def load_body(schema: Schema) -> dict[str, Any]:
     """Parse and validate the JSON body: 415 wrong type, 400 malformed, 422 invalid."""
     if request.mimetype not in JSON_TYPES:
         raise ApiError(415, "Send the body as application/json.", slug="unsupported-media-type")
-    raw = request.get_data(cache=True)
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        payload = decode_json(request.get_data(cache=True))
+    except MalformedJson:
         raise ApiError(400, "The request body is not valid JSON.", slug="malformed-json") from None
     if not isinstance(payload, dict):
         raise validation_error({"_body": ["Expected a JSON object."]})
@@ -64,13 +66,16 @@ def json_response(
     return response
 
 
-def created_response(body: Any, *, record_id: Any, etag: str, created: bool) -> Response:
-    """The answer to an idempotent create: 201 with Location, or 200 for a replay."""
+def created_response(
+    body: Any, *, record_id: Any, etag: str | None, created: bool, location: bool = True
+) -> Response:
+    """The answer to an idempotent create: 201, or 200 for a replay; with Location when
+    the record has a URL of its own (``location``) and ETag when it has versions."""
     return json_response(
         body,
         201 if created else 200,
         etag=etag,
-        headers={"Location": f"{request.path}/{record_id}"},
+        headers={"Location": f"{request.path}/{record_id}"} if location else None,
     )
 
 
@@ -81,13 +86,13 @@ def empty_response(status: int = 204) -> Response:
 
 def require_if_match(current_etag: str) -> None:
     """Optimistic concurrency: 428 without If-Match, 412 when it names another version."""
-    header = request.headers.get("If-Match")
-    if not header:
+    if not request.headers.get("If-Match"):
         raise ApiError(
             428, "Send If-Match with the ETag you last read.", slug="precondition-required"
         )
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if "*" not in tags and current_etag not in tags:
+    # RFC 9110 §13.1.1: If-Match compares strongly, so W/"1" never matches "1".
+    # werkzeug parses the list (quoting, W/, *) and its contains() is the strong comparison.
+    if not request.if_match.contains(unquote_etag(current_etag)[0]):
         raise ApiError(
             412,
             "The resource changed since you read it; fetch it again.",
@@ -100,9 +105,12 @@ def page_limit() -> int:
     raw = request.args.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise validation_error({"limit": [f"Must be a whole number from 1 to {MAX_LIMIT}."]})
-    return int(raw)
+    try:
+        return query_whole_number(raw, low=1, high=MAX_LIMIT)
+    except ValueError:
+        raise validation_error(
+            {"limit": [f"Must be a whole number from 1 to {MAX_LIMIT}."]}
+        ) from None
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -116,8 +124,8 @@ def decode_cursor(*, arity: int) -> list[Any] | None:
     if raw is None:
         return None
     try:
-        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        values = decode_json(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (MalformedJson, binascii.Error):
         values = None
     if not isinstance(values, list) or len(values) != arity:
         raise validation_error({"cursor": ["Not a cursor this API issued."]})
@@ -132,14 +140,18 @@ def _encode_key_value(value: Any) -> Any:
     return value
 
 
-def _decode_key_value(value: Any, kind: type) -> Any:
+def _decode_key_value(value: Any, key: ColumnElement[Any]) -> Any:
+    # A cursor comes back from the client: its values are checked like any other input.
+    kind = key.type.python_type
     if kind is datetime:
         parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
+        if parsed.tzinfo is None or not instant_in_range(parsed):
+            raise ValueError("naive or out of range")
         return parsed
     if kind is uuid.UUID:
         return uuid.UUID(value)
+    if kind is int and not fits_sql_integer(value, big=isinstance(key.type, BigInteger)):
+        raise ValueError("not a SQL integer")
     if not isinstance(value, kind):
         raise TypeError(kind.__name__)
     return value
@@ -162,9 +174,7 @@ def keyset_page(
     raw = decode_cursor(arity=len(keys))
     if raw is not None:
         try:
-            after = [
-                _decode_key_value(v, k.type.python_type) for v, k in zip(raw, keys, strict=True)
-            ]
+            after = [_decode_key_value(v, k) for v, k in zip(raw, keys, strict=True)]
         except (ValueError, TypeError, AttributeError):
             raise validation_error({"cursor": ["Not a cursor this API issued."]}) from None
         stmt = stmt.where(_after(keys, after, descending=descending))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from flask_limiter import ApplicationLimit, Limiter
 from werkzeug.exceptions import HTTPException
 
 from api.config import Settings
+from api.jsonbody import MalformedJson, decode_json
 from api.tokens import TokenRejected
 from models.accounts import email_key
 
@@ -57,8 +57,8 @@ def _services() -> Any:
 def account_key() -> str:
     """The account a login names, as a keyed digest: emails never reach the limiter's store."""
     try:
-        payload = json.loads(request.get_data(cache=True))
-    except (ValueError, UnicodeDecodeError, HTTPException):
+        payload = decode_json(request.get_data(cache=True))
+    except (MalformedJson, HTTPException):
         # Malformed or oversized (413): the view answers that; count by address meanwhile.
         payload = None
     email = payload.get("email") if isinstance(payload, dict) else None

@@ -43,7 +43,7 @@ def configure_logging(level: str) -> None:
 
 
 def install_request_hooks(app: Flask) -> None:
-    """Request id, security headers and one access-log line per request."""
+    """Request id and one access-log line per request (security headers: api.headers)."""
 
     @app.before_request
     def _start() -> None:
@@ -54,7 +54,6 @@ def install_request_hooks(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        response.headers["X-Content-Type-Options"] = "nosniff"
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         rule = request.url_rule.rule if request.url_rule is not None else None

@@ -30,6 +30,7 @@ import json
 import os
 import queue
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -621,6 +622,31 @@ def phase_c(
 # --------------------------------------------------------------------------- main
 
 
+def server_env(db_url: str, workdir: Path, tag: str, redis_db: int) -> dict[str, str]:
+    """gunicorn's environment: production settings, with cheap hashing and high limits."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))},
+        "MOODTRACK_ENV": "production",
+        "DATABASE_URL": db_url,
+        # Production refuses a key that is not random.
+        "MOODTRACK_SIGNING_KEYS": f"faults={secrets.token_urlsafe(48)}",
+        "MOODTRACK_INSTANCE_PATH": str(workdir),
+        "MOODTRACK_LOG_LEVEL": "WARNING",
+        # Accounts are made during set-up only: cheap hashing, which production refuses
+        # without this override.
+        "MOODTRACK_ARGON2_TIME_COST": "1",
+        "MOODTRACK_ARGON2_MEMORY_KIB": "8192",
+        "MOODTRACK_ARGON2_PARALLELISM": "1",
+        "MOODTRACK_ALLOW_UNSAFE_ARGON2": "1",
+        "MOODTRACK_RATELIMIT_STORAGE_URL": f"redis://{HOST}:6379/{redis_db}",
+        "MOODTRACK_RATELIMIT_KEY_PREFIX": f"faults-{tag}",
+        # The production limits would turn this load into 429s; the load is the point here.
+        "MOODTRACK_RATELIMIT_WRITES_PER_USER": "1000000/minute",
+        "MOODTRACK_RATELIMIT_LOGIN_PER_ADDRESS": "1000000/minute",
+        "MOODTRACK_RATELIMIT_REGISTER_PER_ADDRESS": "1000000/minute",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -641,23 +667,7 @@ def main() -> int:
     db_name = f"moodtrack_faults_{tag}"
     db_url = f"postgresql://postgres@{HOST}:5432/{db_name}"
     workdir = Path(tempfile.mkdtemp(prefix="moodtrack-faults-"))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))},
-        "MOODTRACK_ENV": "production",
-        "DATABASE_URL": db_url,
-        "MOODTRACK_SIGNING_KEYS": f"faults={'f' * 48}",
-        "MOODTRACK_INSTANCE_PATH": str(workdir),
-        "MOODTRACK_LOG_LEVEL": "WARNING",
-        "MOODTRACK_ARGON2_TIME_COST": "1",
-        "MOODTRACK_ARGON2_MEMORY_KIB": "8192",
-        "MOODTRACK_ARGON2_PARALLELISM": "1",
-        "MOODTRACK_RATELIMIT_STORAGE_URL": f"redis://{HOST}:6379/{args.redis_db}",
-        "MOODTRACK_RATELIMIT_KEY_PREFIX": f"faults-{tag}",
-        # The production limits would turn this load into 429s; the load is the point here.
-        "MOODTRACK_RATELIMIT_WRITES_PER_USER": "1000000/minute",
-        "MOODTRACK_RATELIMIT_LOGIN_PER_ADDRESS": "1000000/minute",
-        "MOODTRACK_RATELIMIT_REGISTER_PER_ADDRESS": "1000000/minute",
-    }
+    env = server_env(db_url, workdir, tag, args.redis_db)
     server = Server(free_port(), env, workdir / "gunicorn.log", args.workers, args.threads)
     created_db = False
     try:

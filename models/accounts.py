@@ -29,6 +29,8 @@ from models.base import Base, utcnow, uuid_pk
 from models.errors import Conflict, InvalidCredentials, RuleViolation, TooManyAttempts
 from models.passwords import Passwords, password_problems
 
+# Expired deny-list rows a logout deletes on its way (revoke_access_token).
+PURGE_BATCH = 100
 # Consecutive failures before an account cools down, and the first cool-down.
 LOCKOUT_THRESHOLD = 10
 LOCKOUT_BASE_SECONDS = 30
@@ -111,6 +113,9 @@ class RevokedAccessToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime]
+
+    # The purge deletes by expiry (purge_expired_tokens).
+    __table_args__ = (Index("ix_revoked_access_tokens_expires_at", "expires_at"),)
 
 
 def email_key(email: str) -> str:
@@ -292,10 +297,16 @@ def revoke_other_sessions(
     db.execute(stmt.values(revoked_at=now).execution_options(synchronize_session=False))
 
 
-def revoke_access_token(*, db: Session, jti: str, expires_at: datetime) -> None:
-    """Deny one access token until it would have expired anyway."""
+def revoke_access_token(*, db: Session, jti: str, expires_at: datetime, now: datetime) -> None:
+    """Deny one access token until it would have expired anyway.
+
+    Each revocation also deletes a batch of denials whose tokens have expired since: the
+    deny list then holds about as many rows as there were logouts in the last access-token
+    lifetime, and no logout pays for more than one batch.
+    """
     if db.get(RevokedAccessToken, jti) is None:
         db.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+    purge_expired_tokens(db=db, now=now, limit=PURGE_BATCH)
 
 
 def load_principal(
@@ -350,8 +361,10 @@ def change_password(
     revoke_other_sessions(db=db, user_id=user.id, keep_family_id=keep_family_id, now=now)
 
 
-def purge_expired_tokens(*, db: Session, now: datetime) -> int:
-    """Delete deny-list rows whose tokens have expired anyway; returns the count."""
-    return db.execute(
-        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
-    ).rowcount
+def purge_expired_tokens(*, db: Session, now: datetime, limit: int | None = None) -> int:
+    """Delete deny-list rows whose tokens have expired anyway (at most ``limit``); the count."""
+    expired = select(RevokedAccessToken.jti).where(RevokedAccessToken.expires_at < now)
+    if limit is not None:
+        expired = expired.order_by(RevokedAccessToken.expires_at).limit(limit)
+    stmt = delete(RevokedAccessToken).where(RevokedAccessToken.jti.in_(expired))
+    return db.execute(stmt.execution_options(synchronize_session=False)).rowcount

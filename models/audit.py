@@ -1,9 +1,11 @@
 """The audit trail: who read or changed whose data, when, from where, with what outcome.
 
-Audit rows never hold a user id. They hold pseudonyms, and ``audit_subjects`` maps each
-user to theirs. Erasing a user deletes the mapping (by cascade), which pseudonymises every
-audit row about them without updating a single one: the application only ever INSERTs
-into ``audit_events`` (on PostgreSQL a role without UPDATE or DELETE enforces it).
+Audit rows never hold a user id, in any column. They hold pseudonyms, and ``audit_subjects``
+maps each user to theirs: the actor, the patient, and the resource when the resource is an
+account (a sign-up, an admin's change to a staff account). Erasing a user deletes the
+mapping (by cascade), which pseudonymises every audit row about them without updating a
+single one: the application only ever INSERTs into ``audit_events`` (on PostgreSQL a role
+without UPDATE or DELETE enforces it).
 """
 
 from __future__ import annotations
@@ -78,7 +80,11 @@ _INSERT_EVENT = insert(AuditEvent.__table__).values(
 
 @dataclass(frozen=True)
 class Entry:
-    """What to record; user ids here are real ids, turned into pseudonyms on write."""
+    """What to record; user ids here are real ids, turned into pseudonyms on write.
+
+    ``resource_user_id`` is set instead of ``resource_id`` when the resource is an account:
+    the row then names it by its pseudonym, like the actor and the patient.
+    """
 
     action: str
     resource_type: str
@@ -89,6 +95,7 @@ class Entry:
     patient_id: uuid.UUID | None
     request_id: str | None
     client_address: str | None
+    resource_user_id: uuid.UUID | None = None
 
 
 # Users known to have a committed pseudonym, per database. The INSERT of an audit row reads
@@ -142,15 +149,32 @@ def ensure_pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> None:
         )
 
 
+def _account_pseudonyms(*, db: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The pseudonyms of accounts that are the resource of a row, as text. Read each time
+    (no process remembers a pseudonym); only sign-ups and staff administration ask."""
+    if not user_ids:
+        return {}
+    rows = db.execute(
+        select(AuditSubject.user_id, AuditSubject.pseudonym).where(
+            AuditSubject.user_id.in_(user_ids)
+        )
+    ).all()
+    return {user_id: str(pseudonym) for user_id, pseudonym in rows}
+
+
 def record(*, db: Session, entries: Iterable[Entry]) -> None:
     """Add audit rows to the caller's transaction (the caller commits)."""
     entries = list(entries)
     if not entries:
         return
-    ids = {e.actor_id for e in entries if e.actor_id} | {
-        e.patient_id for e in entries if e.patient_id
-    }
+    accounts = {e.resource_user_id for e in entries if e.resource_user_id}
+    ids = (
+        {e.actor_id for e in entries if e.actor_id}
+        | {e.patient_id for e in entries if e.patient_id}
+        | accounts
+    )
     ensure_pseudonyms(db=db, user_ids=ids)  # type: ignore[arg-type]
+    named = _account_pseudonyms(db=db, user_ids=accounts)
     now = utcnow()
     rows = [
         dict(
@@ -160,7 +184,10 @@ def record(*, db: Session, entries: Iterable[Entry]) -> None:
             patient_id=e.patient_id,
             action=e.action,
             resource_type=e.resource_type,
-            resource_id=e.resource_id,
+            # An account is named by its pseudonym (none once erased), never by its id.
+            resource_id=e.resource_id
+            if e.resource_user_id is None
+            else named.get(e.resource_user_id),
             outcome=e.outcome,
             request_id=e.request_id,
             client_address=e.client_address,

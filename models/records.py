@@ -19,7 +19,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from models.base import utcnow
 from models.errors import Conflict
 
-R = TypeVar("R", bound="ClientRecord")
+R = TypeVar("R", bound="IdempotentRecord")
 
 
 def utc_offset_minutes(instant: datetime) -> int:
@@ -54,26 +54,33 @@ def fingerprint(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class ClientRecord:
-    """Columns of any record about a patient that a client creates: a client-chosen id,
-    idempotent creation, optimistic versions, soft deletion."""
+class IdempotentRecord:
+    """Columns of a record about a patient that a client creates idempotently: a
+    client-chosen id, the digest of the body it was created with, and the Idempotency-Key
+    it came with (unique per patient: the table declares the constraint)."""
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+
+    @declared_attr
+    def patient_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+
+class ClientRecord(IdempotentRecord):
+    """Columns of any record about a patient that a client creates and may change later:
+    idempotent creation, optimistic versions, soft deletion."""
+
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
         # UPDATE ... WHERE version = <read version>: of two racing edits, one fails (412).
         return {"version_id_col": cls.version}
-
-    @declared_attr
-    def patient_id(cls) -> Mapped[uuid.UUID]:
-        return mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
     @declared_attr
     def created_by_id(cls) -> Mapped[uuid.UUID | None]:
@@ -130,7 +137,7 @@ def find_replay(
     return None
 
 
-def check_replay(existing: ClientRecord, *, patient_id: uuid.UUID, digest: str) -> None:
+def check_replay(existing: IdempotentRecord, *, patient_id: uuid.UUID, digest: str) -> None:
     """A replay must repeat the same body for the same patient; anything else is 409."""
     if existing.patient_id != patient_id or existing.fingerprint != digest:
         raise Conflict("This id or Idempotency-Key was already used with a different body.")

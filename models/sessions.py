@@ -27,7 +27,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
 from models.errors import NotFound
-from models.records import ClientRecord, utc_offset_minutes
+from models.records import (
+    ClientRecord,
+    IdempotentRecord,
+    fingerprint,
+    insert_once,
+    utc_offset_minutes,
+)
 
 
 class SessionStatus(enum.StrEnum):
@@ -137,16 +143,15 @@ class TreatmentSession(ClientRecord, Base):
         return round(self.dose_mg / self.weight_kg, 4)
 
 
-class Observation(Base):
-    """Vital signs and ratings taken during a session."""
+class Observation(IdempotentRecord, Base):
+    """Vital signs and ratings taken during a session; created once per client id or
+    Idempotency-Key, like every other record a client creates (a clinic tablet retries)."""
 
     __tablename__ = "session_observations"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     session_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("treatment_sessions.id", ondelete="CASCADE")
     )
-    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     observed_at: Mapped[datetime]
     utc_offset_minutes: Mapped[int]
     systolic: Mapped[int | None] = mapped_column(Integer)
@@ -161,7 +166,10 @@ class Observation(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_session_observations_session", "session_id", "observed_at"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "idempotency_key"),
+        Index("ix_session_observations_session", "session_id", "observed_at"),
+    )
 
     @property
     def has_blood_pressure(self) -> bool:
@@ -222,21 +230,33 @@ def get_session(*, db: Session, patient_id: uuid.UUID, session_id: uuid.UUID) ->
 
 
 def add_observation(
-    *, db: Session, session: TreatmentSession, actor_id: uuid.UUID, data: Mapping[str, Any]
-) -> Observation:
-    """Record one set of observations during a session."""
-    observed_at = data["observed_at"]
+    *,
+    db: Session,
+    session: TreatmentSession,
+    actor_id: uuid.UUID,
+    data: Mapping[str, Any],
+    idempotency_key: str | None = None,
+) -> tuple[Observation, bool]:
+    """Record one set of observations during a session; (observation, created?).
+
+    A repeat with the same id or Idempotency-Key and the same body for the same session
+    returns the stored observation; anything else with that id or key is a Conflict.
+    """
+    values = dict(data)
+    observed_at = values.pop("observed_at")
     observation = Observation(
+        id=values.pop("id", None),
         session_id=session.id,
         patient_id=session.patient_id,
+        # The session is part of what was sent: the same body for another session clashes.
+        fingerprint=fingerprint({**data, "session_id": session.id}),
+        idempotency_key=idempotency_key,
         observed_at=observed_at.astimezone(UTC),
         utc_offset_minutes=utc_offset_minutes(observed_at),
         recorded_by_id=actor_id,
-        **{k: v for k, v in data.items() if k != "observed_at"},
+        **values,
     )
-    db.add(observation)
-    db.flush()
-    return observation
+    return insert_once(db=db, record=observation, idempotency_key=idempotency_key)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from models.accounts import Role
-from schemas.common import TimeZoneField, display_name_field, password_field
+from schemas.common import EmailText, Text, TimeZoneField, display_name_field, password_field
 
 
 class RegisterIn(Schema):
     """A patient signing themself up."""
 
-    email = fields.Email(required=True, validate=validate.Length(max=320))
+    email = EmailText(required=True, validate=validate.Length(max=320))
     password = password_field(required=True)
     display_name = display_name_field(required=True)
     timezone = TimeZoneField(required=True)
@@ -20,13 +20,11 @@ class RegisterIn(Schema):
 class UserCreateIn(Schema):
     """An admin creating a clinician or another admin."""
 
-    email = fields.Email(required=True, validate=validate.Length(max=320))
+    email = EmailText(required=True, validate=validate.Length(max=320))
     password = password_field(required=True)
     display_name = display_name_field(required=True)
     timezone = TimeZoneField(load_default="UTC")
-    role = fields.String(
-        required=True, validate=validate.OneOf([Role.clinician.value, Role.admin.value])
-    )
+    role = Text(required=True, validate=validate.OneOf([Role.clinician.value, Role.admin.value]))
 
 
 class UserUpdate(Schema):
@@ -38,14 +36,14 @@ class UserUpdate(Schema):
 class LoginIn(Schema):
     """Email and password."""
 
-    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    email = Text(required=True, validate=validate.Length(min=1, max=320))
     password = password_field(required=True)
 
 
 class RefreshIn(Schema):
     """A refresh token to trade for a new pair."""
 
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    refresh_token = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
 class TokenPairOut(Schema):

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from models.instruments import CATALOGUE, answer_errors
-from schemas.common import StrictInteger, occurred_at_field
+from schemas.common import StrictInteger, Text, occurred_at_field
 
 # Far more than any form has; bounds the work of validating a hostile list.
 MAX_ANSWERS = 64
@@ -21,7 +21,7 @@ class AssessmentIn(Schema):
             "description": "Client-chosen id; a repeat with the same body returns the stored one."
         }
     )
-    instrument = fields.String(
+    instrument = Text(
         required=True,
         validate=validate.OneOf(sorted(CATALOGUE)),
         metadata={"description": "Catalogue code (GET /api/v1/instruments)."},
@@ -45,7 +45,7 @@ class AssessmentIn(Schema):
         allow_none=True,
         metadata={"description": "A session of this patient the form belongs to (else 422)."},
     )
-    phase = fields.String(
+    phase = Text(
         allow_none=True,
         validate=validate.OneOf(["pre", "post"]),
         metadata={"description": "Before or after that session; needs `session_id`."},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.common import PageOut
+from schemas.common import PageOut, Text
 
 
 class InviteOut(Schema):
@@ -18,7 +18,7 @@ class InviteOut(Schema):
 class CareLinkIn(Schema):
     """A patient entering a clinician's code."""
 
-    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    code = Text(required=True, validate=validate.Length(min=1, max=64))
 
 
 class PersonOut(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.common import StrictInteger, StrictNumber, note_field, occurred_at_field
+from schemas.common import StrictInteger, StrictNumber, Text, note_field, occurred_at_field
 
 MAX_BATCH = 500
 
@@ -30,7 +30,7 @@ class MoodEntryIn(Schema):
     session_id = fields.UUID(
         allow_none=True, metadata={"description": "A session of this patient; needs phase."}
     )
-    phase = fields.String(
+    phase = Text(
         allow_none=True,
         validate=validate.OneOf(["pre", "post"]),
         metadata={"description": "pre: before the session starts; post: after."},
@@ -49,7 +49,7 @@ class MoodEntryUpdate(Schema):
     session_id = fields.UUID(
         allow_none=True, metadata={"description": "A session of this patient; needs phase."}
     )
-    phase = fields.String(
+    phase = Text(
         allow_none=True,
         validate=validate.OneOf(["pre", "post"]),
         metadata={"description": "pre: before the session starts; post: after."},

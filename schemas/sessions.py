@@ -5,13 +5,13 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from models.sessions import Drug, Route, SessionStatus, Setting
-from schemas.common import StrictInteger, StrictNumber, note_field, validate_text
+from schemas.common import Instant, StrictInteger, StrictNumber, Text, note_field
 
-_LIST_ITEM = fields.String(validate=[validate.Length(min=1, max=200), validate_text])
+_LIST_ITEM = Text(validate=validate.Length(min=1, max=200))
 
 
-def _instant(**kwargs: object) -> fields.AwareDateTime:
-    return fields.AwareDateTime(**kwargs)  # type: ignore[arg-type]
+def _instant(**kwargs: object) -> Instant:
+    return Instant(**kwargs)  # type: ignore[arg-type]
 
 
 class SessionIn(Schema):
@@ -123,9 +123,16 @@ def _reading(low: int, high: int, description: str) -> StrictInteger:
 
 
 class ObservationIn(Schema):
-    """One set of readings during a session; at least one reading."""
+    """One set of readings during a session; at least one reading. Supply `id` (a UUID)
+    so a retry cannot store it twice."""
 
-    observed_at = fields.AwareDateTime(required=True)
+    id = fields.UUID(
+        metadata={
+            "description": "Client-chosen id; a repeat with the same body returns the stored "
+            "observation."
+        }
+    )
+    observed_at = Instant(required=True)
     systolic = _reading(50, 300, "mmHg")
     diastolic = _reading(20, 200, "mmHg")
     heart_rate = _reading(20, 250, "beats per minute")

@@ -6,14 +6,14 @@ from marshmallow import Schema, fields, validate
 
 from models.delivery import DeliveryStatus
 from models.events import SUBSCRIBABLE, EventType
-from schemas.common import PageOut
+from schemas.common import PageOut, Text
 
 EVENT_TYPES = [t.value for t in SUBSCRIBABLE]
 
 
 def _event_types(**kwargs: object) -> fields.List:
     return fields.List(
-        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        Text(validate=validate.OneOf(EVENT_TYPES)),
         validate=validate.Length(min=1, max=len(EVENT_TYPES)),
         metadata={"description": "Event types this endpoint receives."},
         **kwargs,
@@ -23,7 +23,7 @@ def _event_types(**kwargs: object) -> fields.List:
 class WebhookIn(Schema):
     """An endpoint to register: where, and which events."""
 
-    url = fields.String(
+    url = Text(
         required=True,
         validate=validate.Length(min=1, max=2000),
         metadata={
@@ -32,17 +32,15 @@ class WebhookIn(Schema):
         },
     )
     event_types = _event_types(required=True)
-    description = fields.String(
-        validate=validate.Length(max=200), allow_none=True, load_default=None
-    )
+    description = Text(validate=validate.Length(max=200), allow_none=True, load_default=None)
 
 
 class WebhookUpdate(Schema):
     """A change to an endpoint; `enabled: true` turns a disabled one back on."""
 
-    url = fields.String(validate=validate.Length(min=1, max=2000))
+    url = Text(validate=validate.Length(min=1, max=2000))
     event_types = _event_types()
-    description = fields.String(validate=validate.Length(max=200), allow_none=True)
+    description = Text(validate=validate.Length(max=200), allow_none=True)
     enabled = fields.Boolean()
 
 

@@ -14,14 +14,14 @@ import pytest
 import yaml
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.orm import sessionmaker
 
 from api import create_app
 from api.cli import alembic_config
 from api.config import Settings
-from api.db import make_engine
-from models.accounts import Role, create_user
+from api.db import make_engine, make_session_factory
+from models.accounts import Role, User, create_user
 from models.passwords import Argon2Params, Passwords
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +143,25 @@ def _transaction(app: Flask) -> Iterator[None]:
         services.session_factory = original
         outer.rollback()
         connection.close()
+
+
+@pytest.fixture
+def committing(app: Flask) -> Iterator[list[str]]:
+    """Requests in this test commit for real: the rollback wrapper of ``_transaction`` is
+    lifted, so the paths a savepoint hides run (SQLite's BEGIN IMMEDIATE, the audited read's
+    own transaction, concurrent commits). Append the email of every account the test makes:
+    they are deleted afterwards, with everything that cascades from them."""
+    services = app.extensions["moodtrack"]
+    wrapped = services.session_factory
+    services.session_factory = make_session_factory(services.engine)
+    created_emails: list[str] = []
+    try:
+        yield created_emails
+    finally:
+        with services.session_factory() as session:
+            session.execute(delete(User).where(User.email.in_(created_emails)))
+            session.commit()
+        services.session_factory = wrapped
 
 
 @pytest.fixture

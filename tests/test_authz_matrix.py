@@ -274,15 +274,17 @@ TABLE: tuple[Row, ...] = (
         SELF_WRITE,
         body=lambda w, a: {"entries": [mood_body(w, a)]},
     ),
-    Row("GET", f"{P}/mood-entries/<entry_id>", READ),
+    Row("GET", f"{P}/mood-entries/<uuid:entry_id>", READ),
     Row(
         "PATCH",
-        f"{P}/mood-entries/<entry_id>",
+        f"{P}/mood-entries/<uuid:entry_id>",
         SELF_WRITE,
         body=fixed({"mood": 7}),
         if_match="entry_id",
     ),
-    Row("DELETE", f"{P}/mood-entries/<entry_id>", success(SELF_WRITE, 204), if_match="entry_id"),
+    Row(
+        "DELETE", f"{P}/mood-entries/<uuid:entry_id>", success(SELF_WRITE, 204), if_match="entry_id"
+    ),
     # Assessments: self-report by the patient, clinician-rated by a linked clinician.
     Row(
         "POST",
@@ -523,7 +525,7 @@ def build_world(app: Flask) -> World:
     return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags)
 
 
-PLACEHOLDER = re.compile(r"<(\w+)>")
+PLACEHOLDER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def _path(row: Row, world: World, *, absent: bool = False) -> str:

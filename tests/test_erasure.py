@@ -14,6 +14,7 @@ from sqlalchemy import JSON, String, Text, Uuid, cast, func, inspect, or_, selec
 from api import create_app
 from api.config import Settings
 from models import Base, MoodEntry, Role
+from models.audit import AuditEvent, AuditSubject
 from tests.conftest import (
     PASSWORD,
     TEST_ARGON2,
@@ -183,3 +184,76 @@ def test_no_trace_in_the_sqlite_files(file_app):
     assert not wal.exists() or wal.stat().st_size == 0  # checkpointed and truncated
     with application.extensions["moodtrack"].engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+def _audit_rows_holding(session, needles: set[str], since_id: int) -> list[tuple[int, str]]:
+    """(row id, column) of every audit row after ``since_id`` with a needle in any column,
+    compared as text in every spelling a UUID has (hyphenated, bare hex, any case)."""
+    found = []
+    table = AuditEvent.__table__
+    rows = session.execute(select(table).where(table.c.id > since_id)).mappings().all()
+    for row in rows:
+        for column, value in row.items():
+            if value is None:
+                continue
+            text = str(value).lower()
+            spellings = {text, text.replace("-", "")}
+            if any(n in s for n in needles for s in spellings):
+                found.append((row["id"], column))
+    return found
+
+
+def test_after_erasure_no_audit_row_holds_the_patients_id(app, client, db):
+    first = db.scalar(select(func.coalesce(func.max(AuditEvent.id), 0)))
+    patient = populate(app, client, new_marker())
+    pid = uuid.UUID(patient["id"])
+    needles = {str(pid), pid.hex}
+    pseudonym = db.scalar(select(AuditSubject.pseudonym).where(AuditSubject.user_id == pid))
+    # The scan reads every column: it finds the pseudonym (actor, patient) and a record id.
+    assert {c for _, c in _audit_rows_holding(db, {pseudonym.hex}, first)} >= {"actor", "patient"}
+    assert _audit_rows_holding(db, {uuid.UUID(patient["entry_id"]).hex}, first)
+    # Audit rows hold pseudonyms only, from the sign-up on: never the id itself.
+    register = db.scalars(
+        select(AuditEvent).where(AuditEvent.id > first, AuditEvent.action == "register")
+    ).one()
+    assert register.resource_id == str(pseudonym) and register.actor == pseudonym
+    assert _audit_rows_holding(db, needles, first) == []
+
+    assert _erase(client, patient["headers"]).status_code == 204
+    db.expire_all()
+    kept = db.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.id > first))
+    assert kept > 20  # the trail stays
+    assert _audit_rows_holding(db, needles, first) == []
+    # Nothing maps the pseudonym back any more.
+    assert db.scalar(select(func.count()).where(AuditSubject.pseudonym == pseudonym)) == 0
+
+
+def test_an_admins_work_on_a_staff_account_names_it_by_pseudonym(app, client, db):
+    first = db.scalar(select(func.coalesce(func.max(AuditEvent.id), 0)))
+    admin = auth(client, make_staff(app, role=Role.admin)["email"])
+    created = client.post(
+        "/api/v1/users",
+        json={
+            "email": f"dr-{uuid.uuid4().hex[:8]}@example.org",
+            "password": PASSWORD,
+            "display_name": "Dr Who",
+            "role": "clinician",
+        },
+        headers=admin,
+    ).get_json()
+    disabled = client.patch(
+        f"/api/v1/users/{created['id']}",
+        json={"disabled": True},
+        headers={**admin, "If-Match": '"1"'},
+    )
+    assert disabled.status_code == 200
+    staff = uuid.UUID(created["id"])
+    pseudonym = db.scalar(select(AuditSubject.pseudonym).where(AuditSubject.user_id == staff))
+    rows = db.scalars(
+        select(AuditEvent).where(AuditEvent.id > first, AuditEvent.resource_type == "users")
+    ).all()
+    assert [(r.action, r.resource_id) for r in rows] == [
+        ("create", str(pseudonym)),
+        ("update", str(pseudonym)),
+    ]
+    assert _audit_rows_holding(db, {str(staff), staff.hex}, first) == []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.conftest import PASSWORD, auth, make_staff, register_patient
 
@@ -161,3 +163,66 @@ def test_logs_are_json_lines_without_bodies_queries_or_tokens(client, caplog):
     request_lines = [e for e in entries if e["msg"] == "request"]
     assert {"method", "route", "status", "latency_ms", "request_id"} <= set(request_lines[-1])
     assert request_lines[-1]["route"] == "/api/v1/patients/<patient_id>"
+
+
+def test_if_match_compares_strongly(client):
+    """RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak tag never matches."""
+    headers = auth(client, register_patient(client)["email"])
+    me = client.get("/api/v1/me", headers=headers)
+    etag = me.headers["ETag"]
+    assert etag == '"1"'
+    for weak in (f"W/{etag}", f'W/{etag}, "7"'):
+        refused = client.patch(
+            "/api/v1/me", json={"timezone": "Asia/Tokyo"}, headers={**headers, "If-Match": weak}
+        )
+        _is_problem(refused, 412)
+    entry = client.post(
+        "/api/v1/patients/me/mood-entries",
+        json={"occurred_at": "2026-11-27T10:00:00+01:00", "mood": 5},
+        headers=headers,
+    ).get_json()
+    url = f"/api/v1/patients/me/mood-entries/{entry['id']}"
+    _is_problem(client.delete(url, headers={**headers, "If-Match": 'W/"1"'}), 412)
+    assert client.get(url, headers=headers).status_code == 200  # nothing was deleted
+    # A strong tag among others, or *, still matches.
+    listed = client.patch(
+        "/api/v1/me",
+        json={"timezone": "Asia/Tokyo"},
+        headers={**headers, "If-Match": f'"7", {etag}'},
+    )
+    assert listed.status_code == 200
+    assert client.delete(url, headers={**headers, "If-Match": "*"}).status_code == 204
+
+
+def _concrete(rule: str) -> str:
+    # Any id names an id route; the instruments route takes a catalogue code.
+    return re.sub(
+        r"<(?:[^:<>]+:)?([^<>]+)>",
+        lambda m: "phq9" if m.group(1) == "code" else "0b0d9a1e-3f6c-4f7e-9a57-2f3b8c1d4e01",
+        rule,
+    )
+
+
+def test_each_path_is_served_by_one_route_only(app):
+    """A literal segment (…/mood-entries/batch) must not also match a sibling's variable
+    (…/mood-entries/<entry_id>): OPTIONS and 405 would advertise the other route's methods."""
+    adapter = app.url_map.bind("localhost")
+    methods: dict[str, set[str]] = {}  # a path may be split over resources (GET and DELETE /me)
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint not in ("static", "restx_doc.static") and rule.rule != "/api/v1/":
+            methods.setdefault(rule.rule, {"OPTIONS"}).update(rule.methods or ())
+    assert "/api/v1/patients/<patient_id>/mood-entries/batch" in methods
+    for rule, expected in methods.items():
+        assert set(adapter.allowed_methods(_concrete(rule))) == expected, rule
+
+
+def test_options_on_the_batch_advertises_post_only(app):
+    # OPTIONS is Flask's own answer, not an operation of the contract: no contract check.
+    plain = FlaskClient(app)
+    response = plain.options("/api/v1/patients/me/mood-entries/batch")
+    assert response.status_code == 200
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == {"POST", "OPTIONS"}
+    # openapi.yaml's {entry_id} template would take "batch" for an id: not its operation.
+    refused = plain.get("/api/v1/patients/me/mood-entries/batch")
+    _is_problem(refused, 405)
+    assert {m.strip() for m in refused.headers["Allow"].split(",")} == {"POST", "OPTIONS"}

@@ -417,6 +417,7 @@ def test_export_counts_match_the_database(client, care, db):
             utc_offset_minutes=-480,
             systolic=128,
             diastolic=82,
+            fingerprint="written directly",
         )
     )
     db.commit()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
+from models.sessions import Observation, TreatmentSession
 from tests.conftest import auth, link, make_staff, register_patient
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -356,9 +359,90 @@ def test_patient_cannot_record_observations(client, care):
     assert response.status_code == 403
 
 
-def test_session_create_is_idempotent(client, care):
+def _sessions_stored(db, care) -> int:
+    return db.scalar(
+        select(func.count())
+        .select_from(TreatmentSession)
+        .where(TreatmentSession.patient_id == uuid.UUID(care["patient"]["id"]))
+    )
+
+
+def test_session_create_is_idempotent(client, db, care):
     body = session_body(id="5b0f3c4e-1f7a-4c47-9d3a-9f2a4b1f0c11")
     h = care["clinician_headers"]
-    assert client.post(care["url"], json=body, headers=h).status_code == 201
-    assert client.post(care["url"], json=body, headers=h).status_code == 200
+    first = client.post(care["url"], json=body, headers=h)
+    assert first.status_code == 201
+    replay = client.post(care["url"], json=body, headers=h)
+    assert replay.status_code == 200 and replay.get_json() == first.get_json()
     assert client.post(care["url"], json={**body, "dose_mg": 40}, headers=h).status_code == 409
+    assert _sessions_stored(db, care) == 1
+
+
+def test_session_create_with_an_idempotency_key(client, db, care):
+    h = {**care["clinician_headers"], "Idempotency-Key": "tablet-7-session-1"}
+    body = session_body()
+    first = client.post(care["url"], json=body, headers=h)
+    assert first.status_code == 201
+    replay = client.post(care["url"], json=body, headers=h)
+    assert replay.status_code == 200 and replay.get_json()["id"] == first.get_json()["id"]
+    assert client.post(care["url"], json={**body, "dose_mg": 40}, headers=h).status_code == 409
+    assert _sessions_stored(db, care) == 1
+    # Without the key the same body is a new session.
+    again = client.post(care["url"], json=body, headers=care["clinician_headers"])
+    assert again.status_code == 201 and _sessions_stored(db, care) == 2
+
+
+def _observations_stored(db, session_id: str) -> int:
+    return db.scalar(
+        select(func.count())
+        .select_from(Observation)
+        .where(Observation.session_id == uuid.UUID(session_id))
+    )
+
+
+def _reading(**overrides):
+    return {
+        "observed_at": iso(NOW - timedelta(days=2)),
+        "systolic": 130,
+        "diastolic": 85,
+        **overrides,
+    }
+
+
+def test_observation_create_with_a_client_id_is_idempotent(client, db, care):
+    session = post(client, care).get_json()
+    url = f"{care['url']}/{session['id']}/observations"
+    h = care["clinician_headers"]
+    body = _reading(id="0c6b7a52-4a0e-4a8b-8d0e-61a0d2f2b5a1")
+    first = client.post(url, json=body, headers=h)
+    assert first.status_code == 201 and first.get_json()["id"] == body["id"]
+    replay = client.post(url, json=body, headers=h)
+    assert replay.status_code == 200 and replay.get_json() == first.get_json()
+    clash = client.post(url, json={**body, "systolic": 150}, headers=h)
+    assert clash.status_code == 409 and clash.mimetype == "application/problem+json"
+    # The same id sent to another session of the patient is a clash, not a replay.
+    other = post(client, care, started_at=iso(NOW - timedelta(days=5))).get_json()
+    moved = client.post(f"{care['url']}/{other['id']}/observations", json=body, headers=h)
+    assert moved.status_code == 409
+    assert _observations_stored(db, session["id"]) == 1
+    assert _observations_stored(db, other["id"]) == 0
+    listed = client.get(url, headers=h).get_json()["items"]
+    assert [o["systolic"] for o in listed] == [130]
+
+
+def test_observation_create_with_an_idempotency_key(client, db, care):
+    session = post(client, care).get_json()
+    url = f"{care['url']}/{session['id']}/observations"
+    h = {**care["clinician_headers"], "Idempotency-Key": "tablet-7-reading-42"}
+    first = client.post(url, json=_reading(), headers=h)
+    assert first.status_code == 201
+    for _ in range(3):  # the clinic tablet's retries
+        replay = client.post(url, json=_reading(), headers=h)
+        assert replay.status_code == 200 and replay.get_json() == first.get_json()
+    assert client.post(url, json=_reading(spo2=97), headers=h).status_code == 409
+    assert _observations_stored(db, session["id"]) == 1
+    # Without the key the same readings are a new observation.
+    assert client.post(url, json=_reading(), headers=care["clinician_headers"]).status_code == 201
+    assert _observations_stored(db, session["id"]) == 2
+    bad = client.post(url, json=_reading(), headers={**h, "Idempotency-Key": "no spaces"})
+    assert bad.status_code == 422

@@ -13,9 +13,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 import api.tokens
+from api.db import make_engine
 from api.tokens import TokenRejected
+from models.accounts import PURGE_BATCH, RevokedAccessToken
 from tests.conftest import PASSWORD, TEST_KEYS, auth, bearer, login, make_staff, register_patient
 
 ME = "/api/v1/me"
@@ -248,6 +252,66 @@ def test_logout_revokes_access_and_refresh(client, patient):
     )
     # Another device's session is untouched.
     assert client.get(ME, headers=bearer(other)).status_code == 200
+
+
+def _deny_list(db, prefix: str) -> tuple[int, int]:
+    """(expired, live) rows of the revoked-access-token table whose jti starts with prefix."""
+    db.expire_all()
+    now = datetime.now(UTC)
+    rows = db.scalars(
+        select(RevokedAccessToken).where(RevokedAccessToken.jti.startswith(prefix))
+    ).all()
+    return sum(r.expires_at < now for r in rows), sum(r.expires_at >= now for r in rows)
+
+
+def _revoked(db, prefix: str, *, expired: int, live: int) -> None:
+    now = datetime.now(UTC)
+    db.add_all(
+        RevokedAccessToken(jti=f"{prefix}{i}", expires_at=now - timedelta(minutes=1 + i))
+        for i in range(expired)
+    )
+    db.add_all(
+        RevokedAccessToken(jti=f"{prefix}live{i}", expires_at=now + timedelta(minutes=10))
+        for i in range(live)
+    )
+    db.commit()
+
+
+def test_logout_purges_expired_revocations_a_bounded_batch_at_a_time(client, db, patient):
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    _revoked(db, prefix, expired=PURGE_BATCH + 5, live=3)
+    assert _deny_list(db, prefix) == (PURGE_BATCH + 5, 3)
+    assert client.post("/api/v1/auth/logout", headers=bearer(patient["tokens"])).status_code == 204
+    # One batch went; tokens that have not expired yet stay refused.
+    assert _deny_list(db, prefix) == (5, 3)
+    second = login(client, patient["email"])
+    assert client.post("/api/v1/auth/logout", headers=bearer(second)).status_code == 204
+    assert _deny_list(db, prefix) == (0, 3)
+    _assert_401(client.get(ME, headers=bearer(second)))  # the new revocation holds
+
+
+def test_cli_purges_expired_revocations(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'purge.db'}"
+    env = {**os.environ, "MOODTRACK_INSTANCE_PATH": str(tmp_path), "DATABASE_URL": url}
+    command = [sys.executable, "-m", "api.cli", "db"]
+    assert subprocess.run([*command, "upgrade"], env=env, timeout=120).returncode == 0
+    engine = make_engine(url)
+    try:
+        with sessionmaker(bind=engine)() as db:
+            _revoked(db, "cli-", expired=PURGE_BATCH * 3, live=2)
+        done = subprocess.run(
+            [*command, "purge"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"{PURGE_BATCH * 3} expired" in done.stdout
+        with sessionmaker(bind=engine)() as db:
+            assert _deny_list(db, "cli-") == (0, 2)
+    finally:
+        engine.dispose()
 
 
 def test_password_change_revokes_every_other_session(client, patient):

@@ -130,7 +130,9 @@ class Logout(Resource):
         db = get_db()
         now = utcnow()
         revoke_family(db=db, family_id=principal.claims.family_id, now=now)
-        revoke_access_token(db=db, jti=principal.claims.jti, expires_at=principal.claims.expires_at)
+        revoke_access_token(
+            db=db, jti=principal.claims.jti, expires_at=principal.claims.expires_at, now=now
+        )
         db.commit()
         return empty_response()
 

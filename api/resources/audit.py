@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
+from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
@@ -19,6 +20,7 @@ from api.resources.trends import date_range
 from models.accounts import Role, User
 from models.audit import AuditEvent, AuditSubject
 from schemas.audit import AccessLogOut, AuditEventListOut
+from schemas.common import query_text
 
 ns = Namespace("audit", path="/", description="Access log and audit trail")
 _access_out, _events_out = AccessLogOut(), AuditEventListOut()
@@ -88,7 +90,11 @@ class AuditEvents(Resource):
             stmt = stmt.where(actor_subject.user_id == actor_id)
         action = request.args.get("action")
         if action is not None:
-            stmt = stmt.where(AuditEvent.action == action[:32])
+            try:
+                action = query_text(action)[:32]
+            except ValidationError as exc:
+                raise validation_error({"action": list(exc.messages)}) from None
+            stmt = stmt.where(AuditEvent.action == action)
         date_from, date_to = date_range()
         if date_from is not None:
             stmt = stmt.where(AuditEvent.at >= datetime.combine(date_from, time.min, UTC))

@@ -22,13 +22,12 @@ from api.http import (
     keyset_page,
     load_body,
     page_limit,
-    path_id,
     require_if_match,
 )
 from models.accounts import Role
 from models.mood import MoodEntry, get_entry
 from models.mood_writes import create_entries, create_entry, delete_entry, update_entry
-from schemas.common import format_offset
+from schemas.common import SQL_INTEGER_MAX, format_offset, query_whole_number
 from schemas.mood import (
     MoodEntryBatchIn,
     MoodEntryBatchOut,
@@ -43,7 +42,8 @@ ns = Namespace("mood-entries", path="/patients", description="Mood entries")
 _in, _update, _out = MoodEntryIn(), MoodEntryUpdate(), MoodEntryOut()
 _list_out, _sync_out = MoodEntryListOut(), MoodEntrySyncOut()
 _batch_in, _batch_out = MoodEntryBatchIn(), MoodEntryBatchOut()
-_MAX_SEQ = 2**62
+# change_seq is an INTEGER column: PostgreSQL refuses a larger parameter.
+_MAX_SEQ = SQL_INTEGER_MAX
 
 
 def entry_data(entry: MoodEntry) -> dict[str, Any]:
@@ -119,11 +119,15 @@ class MoodEntries(Resource):
 
 
 def _sync(db: Any, patient_id: uuid.UUID, since_raw: str) -> Response:
-    if not since_raw.isdigit() or int(since_raw) > _MAX_SEQ:
-        raise validation_error({"updated_since": ["Must be 0 or a cursor from an earlier sync."]})
+    try:
+        since = query_whole_number(since_raw, low=0, high=_MAX_SEQ)
+    except ValueError:
+        raise validation_error(
+            {"updated_since": ["Must be 0 or a cursor from an earlier sync."]}
+        ) from None
     if "cursor" in request.args:
         raise validation_error({"cursor": ["Sync pages with updated_since alone."]})
-    since, limit = int(since_raw), page_limit()
+    limit = page_limit()
     rows = db.scalars(
         select(MoodEntry)
         .where(MoodEntry.patient_id == patient_id, MoodEntry.change_seq > since)
@@ -212,21 +216,23 @@ class MoodEntryBatch(Resource):
         return json_response(_batch_out.dump(body))
 
 
-@ns.route("/<patient_id>/mood-entries/<entry_id>")
+# uuid: else "batch" would match <entry_id> too, and OPTIONS and 405 on /batch would
+# advertise GET, PATCH and DELETE.
+@ns.route("/<patient_id>/mood-entries/<uuid:entry_id>")
 class MoodEntryItem(Resource):
     @require_auth(Role.patient, Role.clinician)
-    def get(self, patient_id: str, entry_id: str) -> Response:
+    def get(self, patient_id: str, entry_id: uuid.UUID) -> Response:
         """One entry."""
         pid = resolve_patient_id(patient_id)
-        entry = get_entry(db=get_db(), patient_id=pid, entry_id=path_id(entry_id))
+        entry = get_entry(db=get_db(), patient_id=pid, entry_id=entry_id)
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
-    def patch(self, patient_id: str, entry_id: str) -> Response:
+    def patch(self, patient_id: str, entry_id: uuid.UUID) -> Response:
         """Change an entry (If-Match); the prior version is kept."""
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
-        entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
+        entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
         require_if_match(entry.etag)
         changes = load_body(_update)
         update_entry(
@@ -240,11 +246,11 @@ class MoodEntryItem(Resource):
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
-    def delete(self, patient_id: str, entry_id: str) -> Response:
+    def delete(self, patient_id: str, entry_id: uuid.UUID) -> Response:
         """Delete an entry (If-Match); sync reports it as a tombstone."""
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
-        entry = get_entry(db=db, patient_id=pid, entry_id=path_id(entry_id))
+        entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
         require_if_match(entry.etag)
         delete_entry(
             db=db, entry=entry, actor_id=current_principal().user.id, rules=settings().rules

@@ -18,6 +18,7 @@ from models.base import utcnow
 from models.care import CareLink
 from models.cohort import SORTS, cohort_page
 from schemas.accounts import CohortOut, PatientOut
+from schemas.common import fits_sql_integer
 
 ns = Namespace("patients", path="/patients", description="Patients")
 _patient_out, _cohort_out = PatientOut(), CohortOut()
@@ -42,10 +43,8 @@ class Patients(Resource):
         cursor = decode_cursor(arity=3)
         offset = 0
         if cursor is not None:
-            if (
-                cursor[1:] != [sort, raw_attention]
-                or not isinstance(cursor[0], int)
-                or (cursor[0] < 0)
+            if cursor[1:] != [sort, raw_attention] or not (
+                fits_sql_integer(cursor[0], big=True) and cursor[0] >= 0
             ):
                 raise validation_error({"cursor": ["Not a cursor for this sort and filter."]})
             offset = cursor[0]

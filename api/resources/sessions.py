@@ -10,6 +10,7 @@ from flask_restx import Namespace, Resource
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.audit import note_created
 from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db, settings
 from api.errors import ApiError, validation_error
@@ -220,18 +221,32 @@ _READINGS = ("systolic", "diastolic", "heart_rate", "spo2", "sedation_moaas", "c
 class Observations(Resource):
     @require_auth(Role.clinician)
     def post(self, patient_id: str, session_id: str) -> Response:
-        """Record readings taken during the session (linked clinician)."""
+        """Record readings taken during the session (linked clinician); a replay of the
+        same id or key returns them (200)."""
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
+        key = idempotency_key()
         data = load_body(_obs_in)
         if all(data.get(name) is None for name in _READINGS):
             raise validation_error({"_body": ["Give at least one reading."]})
-        observation = add_observation(
-            db=db, session=session, actor_id=current_principal().user.id, data=data
+        observation, created = add_observation(
+            db=db,
+            session=session,
+            actor_id=current_principal().user.id,
+            data=data,
+            idempotency_key=key,
         )
+        note_created(observation.id)  # the record created, or the one a replay answers with
         db.commit()
-        return json_response(_obs_out.dump(observation_data(observation)), 201)
+        # Observations have no URL of their own and no versions: no Location, no ETag.
+        return created_response(
+            _obs_out.dump(observation_data(observation)),
+            record_id=observation.id,
+            etag=None,
+            created=created,
+            location=False,
+        )
 
     @require_auth(Role.patient, Role.clinician)
     def get(self, patient_id: str, session_id: str) -> Response:

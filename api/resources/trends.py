@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
+from marshmallow import ValidationError
 
 from api.auth import require_auth, resolve_patient_id
 from api.db import get_db, settings
@@ -27,6 +28,7 @@ from models.analytics import (
 )
 from models.sessions import SessionStatus, get_session
 from schemas.analytics import CourseOut, EffectOut, TrendOut, dump_buckets, dump_rolling
+from schemas.common import query_date
 
 ns = Namespace("trends", path="/patients", description="Trend reports")
 _trend_out, _effect_out, _course_out = TrendOut(), EffectOut(), CourseOut()
@@ -45,9 +47,9 @@ def _date_arg(name: str) -> date | None:
     if raw is None:
         return None
     try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise validation_error({name: ["Must be a date, YYYY-MM-DD."]}) from None
+        return query_date(raw)
+    except ValidationError as exc:
+        raise validation_error({name: list(exc.messages)}) from None
 
 
 def date_range() -> tuple[date | None, date | None]:

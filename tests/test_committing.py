@@ -1,0 +1,188 @@
+"""The committing tier: transactions as production runs them, which the rolled-back savepoint
+of every other test hides. On SQLite a writing request takes the write lock at BEGIN
+(BEGIN IMMEDIATE), and an audited read ends its read transaction and writes its audit row in
+one of its own; on PostgreSQL the audit row joins the read's transaction. Each row is really
+committed, or the read is refused (503). Runs on SQLite and on TEST_DATABASE_URL alike."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+
+from models import MoodEntry
+from models.audit import AuditEvent, AuditSubject
+from tests.conftest import auth, register_patient
+
+
+@contextmanager
+def _transcript(app: Any) -> Iterator[list[str]]:
+    """Every statement the engine runs, with COMMIT and ROLLBACK, in order (this thread)."""
+    engine = app.extensions["moodtrack"].engine
+    lines: list[str] = []
+    me = threading.get_ident()
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        if threading.get_ident() == me:
+            lines.append(" ".join(text.split()).upper())
+
+    def commit(_conn: Any) -> None:
+        if threading.get_ident() == me:
+            lines.append("COMMIT")
+
+    def rollback(_conn: Any) -> None:
+        if threading.get_ident() == me:
+            lines.append("ROLLBACK")
+
+    hooks = (("before_cursor_execute", statement), ("commit", commit), ("rollback", rollback))
+    for name, hook in hooks:
+        event.listen(engine, name, hook)
+    try:
+        yield lines
+    finally:
+        for name, hook in hooks:
+            event.remove(engine, name, hook)
+
+
+def _dialect(app: Any) -> str:
+    return app.extensions["moodtrack"].engine.dialect.name
+
+
+@pytest.fixture
+def patient(app: Any, committing: list[str]) -> dict[str, Any]:
+    client = app.test_client()
+    patient = register_patient(client)
+    committing.append(patient["email"])
+    patient["headers"] = auth(client, patient["email"])
+    return patient
+
+
+def _entry(minutes: int = 5) -> dict[str, Any]:
+    at = datetime.now(UTC) - timedelta(minutes=minutes)
+    return {"occurred_at": at.isoformat(), "mood": 6}
+
+
+def _audit_rows(app: Any, patient_id: str, action: str) -> int:
+    """Committed audit rows about the patient (a new session sees committed rows only)."""
+    with app.extensions["moodtrack"].session_factory() as db:
+        pseudonym = db.scalar(
+            select(AuditSubject.pseudonym).where(AuditSubject.user_id == uuid.UUID(patient_id))
+        )
+        return db.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.patient == pseudonym, AuditEvent.action == action)
+        )
+
+
+def test_a_write_takes_the_write_lock_at_begin_and_commits_with_its_audit_row(app, patient):
+    client = app.test_client()
+    with _transcript(app) as lines:
+        response = client.post(
+            "/api/v1/patients/me/mood-entries", json=_entry(), headers=patient["headers"]
+        )
+    assert response.status_code == 201
+    if _dialect(app) == "sqlite":
+        assert lines[0] == "BEGIN IMMEDIATE", lines[:3]
+    inserts = [i for i, line in enumerate(lines) if line.startswith("INSERT INTO")]
+    tables = [lines[i].split()[2] for i in inserts]
+    assert "MOOD_ENTRIES" in tables and "AUDIT_EVENTS" in tables
+    # One transaction: the entry and its audit row, then the one commit.
+    assert lines.count("COMMIT") == 1 and lines.index("COMMIT") > max(inserts)
+    assert "ROLLBACK" not in lines[: lines.index("COMMIT")]
+    assert _audit_rows(app, patient["id"], "create") == 1
+
+
+def test_an_audited_read_commits_its_audit_row(app, patient):
+    client = app.test_client()
+    with _transcript(app) as lines:
+        response = client.get("/api/v1/patients/me/mood-entries", headers=patient["headers"])
+    assert response.status_code == 200
+    audit = next(i for i, line in enumerate(lines) if line.startswith("INSERT INTO AUDIT_EVENTS"))
+    assert lines[audit + 1 :] == ["COMMIT"], lines
+    reads = [i for i, line in enumerate(lines[:audit]) if line.startswith("SELECT")]
+    assert reads, "the read itself ran before its audit row"
+    if _dialect(app) == "sqlite":
+        # The read ran in a deferred transaction, which ended before the audit row's own
+        # transaction took the write lock: SQLite cannot upgrade a read transaction while
+        # other readers are busy.
+        assert lines[0] == "BEGIN"
+        assert lines[audit - 2 : audit] == ["ROLLBACK", "BEGIN IMMEDIATE"], lines
+    else:
+        # PostgreSQL writes the row in the read's own transaction: no rollback in between.
+        assert "ROLLBACK" not in lines[:audit] and "COMMIT" not in lines[:audit]
+    assert _audit_rows(app, patient["id"], "read") == 1
+
+
+def test_a_read_that_touches_no_health_data_writes_nothing(app, patient):
+    client = app.test_client()
+    with _transcript(app) as lines:
+        assert client.get("/api/v1/me", headers=patient["headers"]).status_code == 200
+    assert not any(line.startswith(("INSERT", "UPDATE", "DELETE")) for line in lines)
+    if _dialect(app) == "sqlite":
+        assert lines[0] == "BEGIN"  # deferred: a reader takes no write lock
+
+
+def test_a_read_whose_audit_row_cannot_be_committed_is_refused(app, patient):
+    client = app.test_client()
+    marker = f"note-{uuid.uuid4().hex}"
+    created = client.post(
+        "/api/v1/patients/me/mood-entries",
+        json={**_entry(), "note": marker},
+        headers=patient["headers"],
+    )
+    assert created.status_code == 201
+    engine = app.extensions["moodtrack"].engine
+
+    def fail_audit(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_EVENTS"):
+            raise OperationalError(statement, {}, Exception("disk full"))
+
+    event.listen(engine, "before_cursor_execute", fail_audit)
+    try:
+        refused = client.get("/api/v1/patients/me/mood-entries", headers=patient["headers"])
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_audit)
+    assert refused.status_code == 503 and refused.mimetype == "application/problem+json"
+    assert refused.headers["Retry-After"] == "5"
+    assert marker not in refused.get_data(as_text=True)
+    assert _audit_rows(app, patient["id"], "read") == 0
+    # Once the trail can be written again, the read is served and recorded.
+    served = client.get("/api/v1/patients/me/mood-entries", headers=patient["headers"])
+    assert served.status_code == 200 and marker in served.get_data(as_text=True)
+    assert _audit_rows(app, patient["id"], "read") == 1
+
+
+def test_concurrent_reads_and_writes_all_commit(app, patient):
+    """Writers and audited readers of one patient at once: every request is served (no
+    SQLITE_BUSY from a read transaction turned writer) and every one is in the trail."""
+    headers = patient["headers"]
+
+    def request(i: int) -> int:
+        client = app.test_client()
+        if i % 2:
+            return client.get("/api/v1/patients/me/mood-entries", headers=headers).status_code
+        return client.post(
+            "/api/v1/patients/me/mood-entries", json=_entry(minutes=10 + i), headers=headers
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(request, range(40)))
+    assert statuses.count(201) == 20 and statuses.count(200) == 20, statuses
+    with app.extensions["moodtrack"].session_factory() as db:
+        stored = db.scalar(
+            select(func.count())
+            .select_from(MoodEntry)
+            .where(MoodEntry.patient_id == uuid.UUID(patient["id"]))
+        )
+    assert stored == 20
+    assert _audit_rows(app, patient["id"], "create") == 20
+    assert _audit_rows(app, patient["id"], "read") == 20
