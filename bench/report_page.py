@@ -365,6 +365,7 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        server.server_close()
 
 
 def fetch_page(base: str, bench: Bench) -> tuple[bytes, dict[str, str], float]:
@@ -524,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bench = build(fresh_database(args.database_url))
     engine = bench.app.extensions["moodtrack"].engine
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:  # fresh tables: give the planner their statistics
+            conn.exec_driver_sql("ANALYZE")
     print(
         f"seeded in {time.perf_counter() - started:.1f} s on {engine.dialect.name}: "
         + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in bench.seeded.items())
@@ -539,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(page: bytes, headers: dict[str, str], out: Path, png_copy: Path | None) -> int:
     """Screenshot and PDF through Chromium; 0 when both are clean."""
+    out.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(page, headers)
     thread = threading.Thread(target=recorder.serve_forever, daemon=True)
     thread.start()
@@ -547,7 +552,7 @@ def render(page: bytes, headers: dict[str, str], out: Path, png_copy: Path | Non
         png, pdf = out / "report.png", out / "report.pdf"
         runs = [
             run_chromium(
-                "png", [f"--screenshot={png}", "--window-size=900,1400"], png, recorder, work
+                "png", [f"--screenshot={png}", "--window-size=900,1220"], png, recorder, work
             ),
             run_chromium(
                 "pdf", [f"--print-to-pdf={pdf}", "--no-pdf-header-footer"], pdf, recorder, work
@@ -556,6 +561,7 @@ def render(page: bytes, headers: dict[str, str], out: Path, png_copy: Path | Non
     finally:
         recorder.shutdown()
         thread.join(timeout=10)
+        recorder.server_close()
         shutil.rmtree(work, ignore_errors=True)
     pages = pdf_pages(pdf) if pdf.is_file() else 0
     if pages == 0:
