@@ -1,6 +1,7 @@
-"""The clinician report, its per-measurement rows, the chart's data and the patient's export.
+"""The clinician report, its per-measurement rows and the patient's export.
 
-Every figure comes from models.analytics (analytics.md); this module only gathers them.
+Every figure comes from models.analytics (analytics.md) and models.charts; this module only
+gathers them, once: the JSON report and the HTML page are two prints of one Report.
 """
 
 from __future__ import annotations
@@ -294,10 +295,6 @@ class Report:
     open_alerts: int | None
     charts: list[Chart]
     definitions: Definitions
-
-    def trend(self, metric: str) -> MetricTrend:
-        """The trend of one report metric."""
-        return next(t for t in self.trends if t.metric == metric)
 
 
 def report(
