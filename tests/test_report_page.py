@@ -425,6 +425,13 @@ def test_each_figure_stands_under_its_own_label(client, two_years):
     phq9 = f"/trends/{metrics.index('phq9')}/summary"
     mood = f"/trends/{metrics.index('mood')}/summary"
     latest = max(i for i, q in enumerate(document["questionnaires"]) if q["instrument"] == "phq9")
+    # The date shown beside the latest PHQ-9 is that very questionnaire's.
+    row = document["questionnaires"][latest]
+    summary = resolve(document, phq9)
+    assert (row["occurred_at"], float(row["total"])) == (
+        summary["latest_at"],
+        summary["latest_value"],
+    )
     cards = {_text(dl.find("dt")): _keys(dl) for dl in _body(root).iter("dl")}
     assert cards == {
         "Latest PHQ-9": [

@@ -50,7 +50,7 @@ NONE = "\N{EN DASH}"
 
 
 def band_labels() -> dict[str, str]:
-    """Band code to label, over every instrument ("moderately_severe": "moderately severe")."""
+    """Band code to label, over every instrument ("moderately_severe": "Moderately severe")."""
     return {b.code: b.label for i in CATALOGUE.values() for b in i.bands}
 
 
