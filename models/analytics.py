@@ -738,28 +738,37 @@ def _durability(
 # ---------------------------------------------------------------- course
 
 
-def course_summary(*, db: Session, patient_id: uuid.UUID, rules: RuleSet) -> dict[str, Any]:
-    """The course summary (analytics.md "Course and cohort"), in CourseOut's shape."""
-    course = completed_sessions(db=db, patient_id=patient_id)
+def course_summary(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    rules: RuleSet,
+    sessions: Sequence[TreatmentSession] | None = None,
+) -> dict[str, Any]:
+    """The course summary (analytics.md "Course and cohort"), in CourseOut's shape;
+    ``sessions``: the completed sessions when the caller has them already."""
+    course = sessions if sessions is not None else completed_sessions(db=db, patient_id=patient_id)
     mood_effects = effects(db=db, patient_id=patient_id, metric="mood", sessions=course)
     rows = []
     for number, (session, effect) in enumerate(zip(course, mood_effects, strict=True), start=1):
-        windows = {w.name: w.value for w in effect.windows}
+        windows = {w.name: w for w in effect.windows}
         rows.append(
             {
                 "number": number,
                 "session_id": session.id,
                 "started_at": session.started_at,
+                "utc_offset_minutes": session.utc_offset_minutes,
+                "local_date": _local_date_of_start(session),
                 "drug": session.drug.value,
                 "route": session.route.value,
                 "dose_mg": session.dose_mg,
                 "dose_mg_per_kg": session.dose_mg_per_kg,
                 "pre": effect.pre,
-                "acute": windows["acute"],
-                "day1": windows["day1"],
-                "day7": windows["day7"],
+                **{name: window.value for name, window in windows.items()},
+                **{f"{name}_change": window.delta for name, window in windows.items()},
                 "durability_days": effect.durability_days,
                 "effect_ended": effect.effect_ended,
+                "adverse_events": list(session.adverse_events or []),
             }
         )
     return {

@@ -1,6 +1,7 @@
-"""The clinician report, its per-measurement rows, the chart's data and the patient's export.
+"""The clinician report, its per-measurement rows and the patient's export.
 
-Every figure comes from models.analytics (analytics.md); this module only gathers them.
+Every figure comes from models.analytics (analytics.md) and models.charts; this module only
+gathers them, once: the JSON report and the HTML page are two prints of one Report.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from sqlalchemy.orm import Session
 from models.accounts import Role, User
 from models.alerts import Alert
 from models.analytics import (
+    BASELINE_WINDOW,
+    CURRENT_WINDOW,
+    EFFECT_WINDOWS,
     INSTRUMENT_METRICS,
     METRICS,
     MOOD_METRICS,
-    Bucket,
+    PRE_FALLBACK_WINDOW,
     Summary,
     completed_sessions,
     course_summary,
@@ -32,8 +36,10 @@ from models.analytics import (
 )
 from models.assessments import Assessment
 from models.care import CareLink
+from models.charts import USUAL_INTERVAL_DAYS, Chart, build_chart, join_days
+from models.cohort import ADHERENCE_DAYS, local_today
 from models.errors import NotFound
-from models.instruments import CATALOGUE, Band
+from models.instruments import CATALOGUE, SELF_HARM_FLAG
 from models.mood import MoodEntry, MoodEntryVersion
 from models.outcomes import RuleSet
 from models.sessions import Observation, SessionStatus, TreatmentSession, session_numbers
@@ -54,14 +60,12 @@ CSV_HEADER = (
 # Rows per round trip when streaming: small enough to keep memory flat, large enough to be
 # cheap (PostgreSQL reads them through a server-side cursor).
 ROW_BATCH = 500
-# The y range a chart draws for each metric: the field range (mood.py) or the total range.
-SCALE_RANGES: dict[str, tuple[float, float]] = {
-    "mood": (0, 10),
-    "anxiety": (0, 10),
-    "energy": (0, 10),
-    "sleep_hours": (0, 24),
-    **{code: (CATALOGUE[code].total_min, CATALOGUE[code].total_max) for code in INSTRUMENT_METRICS},
-}
+# The report's mood chart covers the last 12 weeks of its period, day by day: wide enough
+# to show a course of sessions, narrow enough that a session's before and after marks stay
+# apart on a printed page. The PHQ-9 chart and the summaries cover the whole period.
+MOOD_CHART_DAYS = 84
+# The charts the report draws, in the order a clinician reads them.
+REPORT_CHARTS = ("phq9", "mood")
 
 
 def get_patient(*, db: Session, patient_id: uuid.UUID) -> User:
@@ -79,9 +83,6 @@ def local_start_date(session: TreatmentSession) -> date:
 
 def _in_range(day: date, date_from: date | None, date_to: date | None) -> bool:
     return (date_from is None or day >= date_from) and (date_to is None or day <= date_to)
-
-
-# ---------------------------------------------------------------- course
 
 
 # ---------------------------------------------------------------- JSON report
@@ -191,20 +192,129 @@ def counts(
     )
 
 
+@dataclass(frozen=True)
+class Period:
+    """The local dates a report covers: ``from``/``to`` when asked for, else from the first
+    record to the patient's local today."""
+
+    date_from: date
+    date_to: date
+
+
+@dataclass(frozen=True)
+class QuestionnaireRow:
+    """One completed questionnaire as the report's table lists it."""
+
+    id: uuid.UUID
+    instrument: str
+    occurred_at: datetime
+    utc_offset_minutes: int
+    local_date: date
+    total: int
+    band: str | None
+    # Whether the safety item (PHQ-9 item 9, QIDS-SR16 item 12) was answered >= 1; None for
+    # instruments without one. False is "not positive", never "safe".
+    self_harm_item_positive: bool | None
+    session_number: int | None
+    phase: str | None
+
+
+@dataclass(frozen=True)
+class Adherence:
+    """Days with at least one mood entry among the last ``days`` local dates (analytics.md)."""
+
+    days: int
+    days_with_entries: int
+    fraction: float
+    date_from: date
+    date_to: date
+
+
+@dataclass(frozen=True)
+class EffectWindowRule:
+    """An effect window after a session's start s: (s + after_hours, s + until_hours]."""
+
+    name: str
+    after_hours: float
+    until_hours: float
+
+
+@dataclass(frozen=True)
+class RemissionRule:
+    """Remission: the current value ``operator`` ``cutoff`` on one instrument."""
+
+    instrument: str
+    operator: str
+    cutoff: float
+
+
+@dataclass(frozen=True)
+class ReliableImprovementRule:
+    """Reliable improvement: a drop of at least ``drop`` points on one instrument."""
+
+    instrument: str
+    drop: int
+
+
+@dataclass(frozen=True)
+class ChartInterval:
+    """How often a charted metric is usually measured, and the longest stretch a line joins."""
+
+    metric: str
+    usual_interval_days: int
+    join_days: int
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """The rules and windows every figure of the report was computed with."""
+
+    ruleset_version: str
+    baseline_days: int
+    current_days: int
+    pre_fallback_hours: int
+    effect_windows: tuple[EffectWindowRule, ...]
+    response_fraction: float
+    remission: tuple[RemissionRule, ...]
+    reliable_improvement: tuple[ReliableImprovementRule, ...]
+    adherence_days: int
+    mood_chart_days: int
+    chart_intervals: tuple[ChartInterval, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The clinician report: one computed object for the JSON, and the page built from it."""
+
+    course: dict[str, Any]
+    trends: list[MetricTrend]
+    counts: Counts
+    period: Period
+    questionnaires: list[QuestionnaireRow]
+    adherence: Adherence
+    open_alerts: int | None
+    charts: list[Chart]
+    definitions: Definitions
+
+
 def report(
     *,
     db: Session,
-    patient_id: uuid.UUID,
+    patient: User,
     rules: RuleSet,
+    now: datetime,
     date_from: date | None = None,
     date_to: date | None = None,
-) -> dict[str, Any]:
-    """The clinician report: course summary, trend per report metric, and counts."""
-    course = course_summary(db=db, patient_id=patient_id, rules=rules)
+    include_alerts: bool = True,
+) -> Report:
+    """The clinician report: course, trends, counts, questionnaires, adherence, open alerts
+    (None unless ``include_alerts``: alerts are the care team's), charts and definitions."""
+    sessions = completed_sessions(db=db, patient_id=patient.id)
+    course = course_summary(db=db, patient_id=patient.id, rules=rules, sessions=sessions)
     trends = [
         metric_trend(
             db=db,
-            patient_id=patient_id,
+            patient_id=patient.id,
             metric=metric,
             rules=rules,
             date_from=date_from,
@@ -212,17 +322,167 @@ def report(
         )
         for metric in REPORT_METRICS
     ]
-    return {
-        "course": course,
-        "trends": trends,
-        "counts": counts(
+    forms = questionnaire_rows(
+        db=db, patient_id=patient.id, sessions=sessions, date_from=date_from, date_to=date_to
+    )
+    today = local_today(patient.timezone, now)
+    period = report_period(
+        date_from=date_from,
+        date_to=date_to,
+        today=today,
+        dates=[
+            *(d for t in trends for d in (t.first_date, t.last_date) if d is not None),
+            *(form.local_date for form in forms),
+            *(row["local_date"] for row in course["sessions"]),
+        ],
+    )
+    baselines = {t.metric: t.summary.baseline for t in trends}
+    return Report(
+        course=course,
+        trends=trends,
+        counts=counts(
+            db=db, patient_id=patient.id, date_from=date_from, date_to=date_to, sessions=sessions
+        ),
+        period=period,
+        questionnaires=forms,
+        adherence=adherence(db=db, patient_id=patient.id, today=today),
+        open_alerts=open_alerts(db=db, patient_id=patient.id) if include_alerts else None,
+        charts=report_charts(
+            db=db, patient_id=patient.id, period=period, baselines=baselines, sessions=sessions
+        ),
+        definitions=definitions(rules),
+    )
+
+
+def report_period(
+    *, date_from: date | None, date_to: date | None, today: date, dates: Sequence[date]
+) -> Period:
+    """``from``/``to`` as asked; an open start is the first record's local date, an open end
+    the patient's today (so a silence up to today shows). ``dates``: the records' dates."""
+    inside = [d for d in dates if _in_range(d, date_from, date_to)]
+    end = date_to or max([today, *inside])
+    start = date_from or min(inside, default=end)
+    return Period(start, max(start, end))
+
+
+def report_charts(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    period: Period,
+    baselines: dict[str, float | None],
+    sessions: Sequence[TreatmentSession],
+) -> list[Chart]:
+    """The PHQ-9 chart over the report's period and the mood chart over its last weeks."""
+    mood_from = max(period.date_from, period.date_to - timedelta(days=MOOD_CHART_DAYS - 1))
+    frames = {"phq9": period.date_from, "mood": mood_from}
+    return [
+        build_chart(
             db=db,
             patient_id=patient_id,
-            date_from=date_from,
-            date_to=date_to,
-            sessions=completed_sessions(db=db, patient_id=patient_id),
+            metric=metric,
+            course=sessions,
+            baseline=baselines[metric],
+            date_from=frames[metric],
+            date_to=period.date_to,
+        )
+        for metric in REPORT_CHARTS
+    ]
+
+
+def questionnaire_rows(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    sessions: Sequence[TreatmentSession],
+    date_from: date | None,
+    date_to: date | None,
+) -> list[QuestionnaireRow]:
+    """The live questionnaires within the local-date range, oldest first."""
+    stmt = select(Assessment).where(
+        Assessment.patient_id == patient_id, Assessment.deleted_at.is_(None)
+    )
+    if date_from is not None:
+        stmt = stmt.where(Assessment.local_date >= date_from)
+    if date_to is not None:
+        stmt = stmt.where(Assessment.local_date <= date_to)
+    starts = [s.started_at for s in sessions]
+    rows = []
+    for form in db.scalars(stmt.order_by(Assessment.occurred_at, Assessment.id)):
+        index = bisect_right(starts, form.occurred_at)
+        has_safety_item = CATALOGUE[form.instrument].safety_item is not None
+        rows.append(
+            QuestionnaireRow(
+                id=form.id,
+                instrument=form.instrument,
+                occurred_at=form.occurred_at,
+                utc_offset_minutes=form.utc_offset_minutes,
+                local_date=form.local_date,
+                total=form.total,
+                band=form.band,
+                self_harm_item_positive=(SELF_HARM_FLAG in (form.flags or []))
+                if has_safety_item
+                else None,
+                session_number=index if index > 0 else None,
+                phase=form.phase,
+            )
+        )
+    return rows
+
+
+def adherence(*, db: Session, patient_id: uuid.UUID, today: date) -> Adherence:
+    """Days with a mood entry among the last ADHERENCE_DAYS local dates ending today."""
+    first = today - timedelta(days=ADHERENCE_DAYS - 1)
+    days = db.scalar(
+        select(func.count(func.distinct(MoodEntry.local_date))).where(
+            MoodEntry.patient_id == patient_id,
+            MoodEntry.deleted_at.is_(None),
+            MoodEntry.local_date >= first,
+            MoodEntry.local_date <= today,
+        )
+    )
+    n = int(days or 0)
+    return Adherence(ADHERENCE_DAYS, n, n / ADHERENCE_DAYS, first, today)
+
+
+def open_alerts(*, db: Session, patient_id: uuid.UUID) -> int:
+    """Alerts of the patient no clinician has acknowledged yet."""
+    found = db.scalar(
+        select(func.count()).where(Alert.patient_id == patient_id, Alert.acknowledged_at.is_(None))
+    )
+    return int(found or 0)
+
+
+def _hours(delta: timedelta) -> float:
+    return delta.total_seconds() / 3600
+
+
+def definitions(rules: RuleSet) -> Definitions:
+    """The definitions behind the report's figures (analytics.md, the rule set, the charts)."""
+    return Definitions(
+        ruleset_version=rules.version,
+        baseline_days=BASELINE_WINDOW.days,
+        current_days=CURRENT_WINDOW.days,
+        pre_fallback_hours=int(_hours(PRE_FALLBACK_WINDOW)),
+        effect_windows=tuple(
+            EffectWindowRule(name, _hours(after), _hours(until))
+            for name, after, until in EFFECT_WINDOWS
         ),
-    }
+        response_fraction=rules.response_fraction,
+        remission=tuple(
+            RemissionRule(code, op, float(cut)) for code, (op, cut) in rules.remission.items()
+        ),
+        reliable_improvement=tuple(
+            ReliableImprovementRule(code, drop)
+            for code, drop in rules.reliable_improvement_drop.items()
+        ),
+        adherence_days=ADHERENCE_DAYS,
+        mood_chart_days=MOOD_CHART_DAYS,
+        chart_intervals=tuple(
+            ChartInterval(metric, USUAL_INTERVAL_DAYS[metric], join_days(metric))
+            for metric in REPORT_CHARTS
+        ),
+    )
 
 
 # ---------------------------------------------------------------- measurement rows
@@ -292,52 +552,6 @@ def measurement_rows(
             session_number=index if index > 0 else None,
             phase=row.phase,
         )
-
-
-# ---------------------------------------------------------------- chart
-
-
-@dataclass(frozen=True)
-class ChartData:
-    """What the trend chart draws: daily means, completed sessions and the y scale."""
-
-    metric: str
-    direction: str
-    low: float
-    high: float
-    bands: tuple[Band, ...]
-    days: list[Bucket]
-    sessions: list[tuple[int, date]]
-    date_from: date | None
-    date_to: date | None
-
-
-def chart_data(
-    *,
-    db: Session,
-    patient_id: uuid.UUID,
-    metric: str,
-    date_from: date | None = None,
-    date_to: date | None = None,
-) -> ChartData:
-    """The daily series of a metric and the completed sessions within the same range."""
-    days = series(
-        db=db,
-        patient_id=patient_id,
-        metric=metric,
-        bucket="day",
-        date_from=date_from,
-        date_to=date_to,
-    )
-    course = completed_sessions(db=db, patient_id=patient_id)
-    marks = [
-        (number, local_start_date(s))
-        for number, s in enumerate(course, start=1)
-        if _in_range(local_start_date(s), date_from, date_to)
-    ]
-    low, high = SCALE_RANGES[metric]
-    bands = CATALOGUE[metric].bands if metric in CATALOGUE else ()
-    return ChartData(metric, METRICS[metric], low, high, bands, days, marks, date_from, date_to)
 
 
 # ---------------------------------------------------------------- FHIR records and export

@@ -8,6 +8,8 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
+from schemas.common import UtcOffset
+
 
 class BucketOut(Schema):
     """One bucket of a series."""
@@ -129,12 +131,26 @@ class EffectOut(Schema):
     )
 
 
+def _window_change(name: str) -> fields.Float:
+    return fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": f"{name} minus pre (the mood change; null if either is)."},
+    )
+
+
 class CourseSessionOut(Schema):
     """One completed session in the course, with its mood effect."""
 
     number = fields.Integer(required=True)
     session_id = fields.UUID(required=True)
     started_at = fields.AwareDateTime(required=True)
+    utc_offset = UtcOffset(
+        required=True,
+        attribute="utc_offset_minutes",
+        metadata={"description": "The offset the session was recorded with, e.g. -08:00."},
+    )
+    local_date = fields.Date(required=True, metadata={"description": "The local start date."})
     drug = fields.String(required=True)
     route = fields.String(required=True)
     dose_mg = fields.Float(required=True, allow_none=True)
@@ -142,7 +158,12 @@ class CourseSessionOut(Schema):
     pre = fields.Float(required=True, allow_none=True)
     acute = fields.Float(required=True, allow_none=True)
     day1 = fields.Float(required=True, allow_none=True)
+    day3 = fields.Float(required=True, allow_none=True)
     day7 = fields.Float(required=True, allow_none=True)
+    acute_change = _window_change("acute")
+    day1_change = _window_change("day1")
+    day3_change = _window_change("day3")
+    day7_change = _window_change("day7")
     durability_days = fields.Integer(required=True, allow_none=True)
     effect_ended = fields.Boolean(
         required=True,
@@ -153,6 +174,7 @@ class CourseSessionOut(Schema):
             "the clinical (STAR*D) sense: see the summary's `relapse`."
         },
     )
+    adverse_events = fields.List(fields.String(), required=True)
 
 
 class CourseOut(Schema):

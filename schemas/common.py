@@ -240,3 +240,10 @@ def format_offset(minutes: int) -> str:
     sign = "-" if minutes < 0 else "+"
     hours, mins = divmod(abs(minutes), 60)
     return f"{sign}{hours:02d}:{mins:02d}"
+
+
+class UtcOffset(fields.String):
+    """A UTC offset held in minutes, written as RFC 3339 writes it ("-08:00")."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format_offset(int(value))

@@ -9,6 +9,7 @@ from schemas.alerts import AlertOut
 from schemas.analytics import CourseOut, SummaryOut
 from schemas.assessments import AssessmentOut
 from schemas.care import CareLinkOut
+from schemas.common import UtcOffset
 from schemas.mood import MoodEntryOut
 from schemas.sessions import ObservationOut, SessionOut
 
@@ -57,6 +58,157 @@ class ReportCountsOut(Schema):
     )
 
 
+class ReportPeriodOut(Schema):
+    """The local dates the report covers."""
+
+    date_from = fields.Date(required=True, data_key="from")
+    date_to = fields.Date(required=True, data_key="to")
+
+
+class ReportQuestionnaireOut(Schema):
+    """One completed questionnaire in the report's range."""
+
+    id = fields.UUID(required=True)
+    instrument = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    utc_offset = UtcOffset(required=True, attribute="utc_offset_minutes")
+    local_date = fields.Date(required=True)
+    total = fields.Integer(required=True)
+    band = fields.String(required=True, allow_none=True)
+    self_harm_item_positive = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The safety item (PHQ-9 item 9, QIDS-SR16 item 12) answered 1 or "
+            "more; null for instruments without one. false means not positive, never safe."
+        },
+    )
+    session_number = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The completed session whose span holds it; null before S1."},
+    )
+    phase = fields.String(required=True, allow_none=True)
+
+
+class ReportAdherenceOut(Schema):
+    """Days with a mood entry among the last `days` local dates, ending today."""
+
+    days = fields.Integer(required=True)
+    days_with_entries = fields.Integer(required=True)
+    fraction = fields.Float(required=True)
+    date_from = fields.Date(required=True, data_key="from")
+    date_to = fields.Date(required=True, data_key="to")
+
+
+class ChartPointOut(Schema):
+    """One mark of a chart."""
+
+    date = fields.Date(required=True, attribute="day", metadata={"description": "Local date."})
+    value = fields.Float(required=True)
+    n = fields.Integer(required=True, metadata={"description": "Measurements it stands for."})
+    side = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "On a completed session's local date: before (measurements before "
+            "its start) or after (from its start on); else null.",
+            "enum": ["before", "after", None],
+        },
+    )
+    session_number = fields.Integer(required=True, allow_none=True)
+
+
+class ChartGapOut(Schema):
+    """Consecutive points further apart than the join limit: no line joins them."""
+
+    after = fields.Date(required=True)
+    before = fields.Date(required=True)
+    days = fields.Integer(required=True)
+
+
+class ChartSessionOut(Schema):
+    """A completed session marked on a chart."""
+
+    number = fields.Integer(required=True)
+    date = fields.Date(required=True, attribute="day")
+
+
+class ChartOut(Schema):
+    """What one chart of the report draws (the HTML page's charts are drawn from this)."""
+
+    metric = fields.String(required=True)
+    direction = fields.String(required=True)
+    points_are = fields.String(
+        required=True,
+        metadata={
+            "description": "daily_mean: a local day's mean (split before/after on a session "
+            "day); total: one questionnaire's total.",
+            "enum": ["daily_mean", "total"],
+        },
+    )
+    low = fields.Float(required=True)
+    high = fields.Float(required=True)
+    date_from = fields.Date(required=True, allow_none=True, data_key="from")
+    date_to = fields.Date(required=True, allow_none=True, data_key="to")
+    join_days = fields.Integer(
+        required=True,
+        metadata={"description": "A line joins consecutive points at most this many days apart."},
+    )
+    baseline = fields.Float(required=True, allow_none=True)
+    latest = fields.Nested(ChartPointOut, required=True, allow_none=True)
+    points = fields.List(fields.Nested(ChartPointOut), required=True)
+    gaps = fields.List(fields.Nested(ChartGapOut), required=True)
+    sessions = fields.List(fields.Nested(ChartSessionOut), required=True)
+
+
+class EffectWindowRuleOut(Schema):
+    """An effect window after a session's start s: (s + after_hours, s + until_hours]."""
+
+    name = fields.String(required=True)
+    after_hours = fields.Float(required=True)
+    until_hours = fields.Float(required=True)
+
+
+class ReportRemissionOut(Schema):
+    """Remission on one instrument: current `operator` `cutoff`."""
+
+    instrument = fields.String(required=True)
+    operator = fields.String(required=True)
+    cutoff = fields.Float(required=True)
+
+
+class ReportReliableImprovementOut(Schema):
+    """Reliable improvement on one instrument: a drop of at least `drop` points."""
+
+    instrument = fields.String(required=True)
+    drop = fields.Integer(required=True)
+
+
+class ChartIntervalOut(Schema):
+    """How often a charted metric is usually measured, and the longest stretch a line joins."""
+
+    metric = fields.String(required=True)
+    usual_interval_days = fields.Integer(required=True)
+    join_days = fields.Integer(required=True)
+
+
+class ReportDefinitionsOut(Schema):
+    """The rules and windows the report's figures were computed with."""
+
+    ruleset_version = fields.String(required=True)
+    baseline_days = fields.Integer(required=True)
+    current_days = fields.Integer(required=True)
+    pre_fallback_hours = fields.Integer(required=True)
+    effect_windows = fields.List(fields.Nested(EffectWindowRuleOut), required=True)
+    response_fraction = fields.Float(required=True)
+    remission = fields.List(fields.Nested(ReportRemissionOut), required=True)
+    reliable_improvement = fields.List(fields.Nested(ReportReliableImprovementOut), required=True)
+    adherence_days = fields.Integer(required=True)
+    mood_chart_days = fields.Integer(required=True)
+    chart_intervals = fields.List(fields.Nested(ChartIntervalOut), required=True)
+
+
 class ReportOut(Schema):
     """The clinician report: course, trends and counts for one patient."""
 
@@ -71,6 +223,27 @@ class ReportOut(Schema):
     )
     trends = fields.List(fields.Nested(ReportTrendOut), required=True)
     counts = fields.Nested(ReportCountsOut, required=True)
+    period = fields.Nested(
+        ReportPeriodOut,
+        required=True,
+        metadata={
+            "description": "from/to when given; else from the first record to the patient's "
+            "local today."
+        },
+    )
+    questionnaires = fields.List(fields.Nested(ReportQuestionnaireOut), required=True)
+    adherence = fields.Nested(ReportAdherenceOut, required=True)
+    open_alerts = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Unacknowledged alerts; null when the patient asks."},
+    )
+    charts = fields.List(
+        fields.Nested(ChartOut),
+        required=True,
+        metadata={"description": "phq9 over the period, then mood over its last weeks."},
+    )
+    definitions = fields.Nested(ReportDefinitionsOut, required=True)
 
 
 class MoodEntryVersionOut(Schema):

@@ -388,6 +388,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{P}/report", READ),
     Row("GET", f"{P}/report", READ, variant="csv", query="format=csv"),
     Row("GET", f"{P}/report", READ, variant="fhir", query="format=fhir"),
+    Row("GET", f"{P}/report", READ, variant="html", query="format=html"),
     Row("GET", f"{P}/chart.svg", READ, query="metric=mood"),
     Row("GET", f"{P}/due", PATIENT_SELF),
     Row("GET", f"{P}/access-log", PATIENT_SELF),

@@ -350,8 +350,18 @@ def test_chart_points_markers_and_accessibility(client, care):
     assert root.get("viewBox") == "0 0 640 400"
     title = root.find(f"{SVG}title").text
     assert "Mood" in title and "higher is better" in title
-    assert root.find(f"{SVG}desc").text.startswith("Daily mean Mood")
-    assert len(_by_class(root, "point")) == 4  # days with mood data: 1, 2, 4, 5 March
+    assert root.find(f"{SVG}desc").text.startswith("Mood, daily mean on a scale of 0 to 10")
+    # Days with mood data: 1, 2, 4, 5 March; on 2 March (S1's day) the pre check-in before
+    # the session and the post check-in after it are two marks; on 5 March the entry at
+    # S2's very start counts from the session on.
+    points = [(p.get("data-date"), p.get("data-side")) for p in _by_class(root, "point")]
+    assert points == [
+        ("2026-03-01", ""),
+        ("2026-03-02", "before"),
+        ("2026-03-02", "after"),
+        ("2026-03-04", ""),
+        ("2026-03-05", "after"),
+    ]
     markers = _by_class(root, "session-marker")
     assert [m.get("data-number") for m in markers] == ["1", "2"]  # completed sessions only
     assert _by_class(root, "band") == []  # mood has no severity bands

@@ -1,4 +1,4 @@
-"""The clinician report (JSON, CSV, FHIR), the trend chart and the patient's own export."""
+"""The clinician report (JSON, CSV, FHIR, HTML), the trend chart and the patient's export."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import io
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from datetime import date
 from typing import Any
 
@@ -18,24 +17,27 @@ from api.auth import current_principal, require_auth, resolve_patient_id
 from api.db import get_db, settings
 from api.errors import validation_error
 from api.http import encode_json, json_response
+from api.render.chart import SVG_MEDIA_TYPE, render_chart
+from api.render.page import CONTENT_SECURITY_POLICY, HTML_MEDIA_TYPE, render_report_page
 from api.resources.assessments import assessment_data
 from api.resources.mood import entry_data
 from api.resources.sessions import observation_data, session_data
 from api.resources.trends import date_range, metric_arg
 from models.accounts import Role, User
+from models.analytics import baseline, completed_sessions
 from models.base import utcnow
+from models.charts import build_chart
 from models.reports import (
     CSV_HEADER,
     MeasurementRow,
     Records,
-    chart_data,
     export_records,
     fhir_records,
     get_patient,
     measurement_rows,
     report,
 )
-from schemas.chart import SVG_MEDIA_TYPE, ChartPoint, render_chart
+from models.reports import Report as ComputedReport
 from schemas.common import format_offset
 from schemas.fhir import FHIR_JSON, bundle
 from schemas.reports import ExportOut, ReportOut
@@ -44,7 +46,7 @@ ns = Namespace("reports", path="/patients", description="Clinician reports and c
 export_ns = Namespace("export", path="/me", description="The patient's own export")
 _report_out, _export_out = ReportOut(), ExportOut()
 CSV_TYPE = "text/csv"
-FORMATS = ("json", "csv", "fhir")
+FORMATS = ("json", "csv", "fhir", "html")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
@@ -99,14 +101,16 @@ def csv_lines(rows: Iterable[MeasurementRow]) -> Iterator[str]:
 
 
 def report_format() -> str:
-    """``format`` wins; else the Accept header (text/csv, application/fhir+json); else JSON."""
+    """``format`` wins; else the Accept header (text/csv, application/fhir+json, text/html);
+    else JSON (also for */*: JSON is listed first, so it wins every tie)."""
     asked = request.args.get("format")
     if asked is not None:
         if asked not in FORMATS:
             raise validation_error({"format": [f"Must be one of: {', '.join(FORMATS)}."]})
         return asked
-    best = request.accept_mimetypes.best_match(["application/json", CSV_TYPE, FHIR_JSON])
-    return {CSV_TYPE: "csv", FHIR_JSON: "fhir"}.get(best or "", "json")
+    offered = ["application/json", CSV_TYPE, FHIR_JSON, HTML_MEDIA_TYPE]
+    best = request.accept_mimetypes.best_match(offered)
+    return {CSV_TYPE: "csv", FHIR_JSON: "fhir", HTML_MEDIA_TYPE: "html"}.get(best or "", "json")
 
 
 def fhir_response(document: dict[str, Any]) -> Response:
@@ -152,11 +156,51 @@ def _csv_response(patient_id: uuid.UUID, date_from: date | None, date_to: date |
     )
 
 
+def report_document(
+    patient: User, found: ComputedReport, date_from: date | None, date_to: date | None
+) -> dict[str, Any]:
+    """The report as ReportOut dumps it: the JSON body, and what the HTML page prints."""
+    body = {
+        "patient": {
+            "id": patient.id,
+            "display_name": patient.display_name,
+            "timezone": patient.timezone,
+        },
+        "generated_at": utcnow(),
+        "date_from": date_from,
+        "date_to": date_to,
+        **{name: getattr(found, name) for name in REPORT_PARTS},
+    }
+    return _report_out.dump(body)
+
+
+# The parts of models.reports.Report that ReportOut dumps as they are.
+REPORT_PARTS = (
+    "course",
+    "trends",
+    "counts",
+    "period",
+    "questionnaires",
+    "adherence",
+    "open_alerts",
+    "charts",
+    "definitions",
+)
+
+
+def html_response(page: str) -> Response:
+    """A page of health data: its own CSP (inline styles only, nothing external)."""
+    response = current_app.response_class(page, mimetype=HTML_MEDIA_TYPE)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
+
+
 @ns.route("/<patient_id>/report")
 class Report(Resource):
     @require_auth(Role.patient, Role.clinician)
     def get(self, patient_id: str) -> Response:
-        """The clinician report: JSON, CSV (one row per measurement) or a FHIR R4 Bundle."""
+        """The clinician report: JSON, CSV (one row per measurement), a FHIR R4 Bundle, or
+        one printable HTML page."""
         pid = resolve_patient_id(patient_id)
         date_from, date_to = date_range()
         kind = report_format()
@@ -168,51 +212,45 @@ class Report(Resource):
             return fhir_response(records_bundle(records))
         patient = get_patient(db=db, patient_id=pid)
         found = report(
-            db=db, patient_id=pid, rules=settings().rules, date_from=date_from, date_to=date_to
+            db=db,
+            patient=patient,
+            rules=settings().rules,
+            now=utcnow(),
+            date_from=date_from,
+            date_to=date_to,
+            include_alerts=current_principal().role == Role.clinician,
         )
-        body = {
-            "patient": {
-                "id": patient.id,
-                "display_name": patient.display_name,
-                "timezone": patient.timezone,
-            },
-            "generated_at": utcnow(),
-            "date_from": date_from,
-            "date_to": date_to,
-            "course": {
-                **found["course"],
-                "phq9": asdict(found["course"]["phq9"]),
-                "mood": asdict(found["course"]["mood"]),
-            },
-            "trends": [asdict(t) for t in found["trends"]],
-            "counts": asdict(found["counts"]),
-        }
-        return json_response(_report_out.dump(body))
+        document = report_document(patient, found, date_from, date_to)
+        if kind == "json":
+            return json_response(document)
+        page = render_report_page(
+            document=document,
+            charts=found.charts,
+            crisis_text=settings().crisis_text,
+            crisis_resources=settings().crisis_resources,
+        )
+        return html_response(page)
 
 
 @ns.route("/<patient_id>/chart.svg")
 class Chart(Resource):
     @require_auth(Role.patient, Role.clinician)
     def get(self, patient_id: str) -> Response:
-        """The daily series as an SVG line chart with session markers and severity bands."""
+        """A metric's chart as SVG: its points, gaps, session markers, baseline and bands."""
         pid = resolve_patient_id(patient_id)
         metric = metric_arg("mood")
         date_from, date_to = date_range()
-        data = chart_data(
-            db=get_db(), patient_id=pid, metric=metric, date_from=date_from, date_to=date_to
+        db = get_db()
+        chart = build_chart(
+            db=db,
+            patient_id=pid,
+            metric=metric,
+            course=completed_sessions(db=db, patient_id=pid),
+            baseline=baseline(db=db, patient_id=pid, metric=metric),
+            date_from=date_from,
+            date_to=date_to,
         )
-        svg = render_chart(
-            metric=data.metric,
-            direction=data.direction,
-            low=data.low,
-            high=data.high,
-            points=[ChartPoint(b.start, b.mean, b.n) for b in data.days],
-            sessions=data.sessions,
-            bands=data.bands,
-            date_from=data.date_from,
-            date_to=data.date_to,
-        )
-        return current_app.response_class(svg, mimetype=SVG_MEDIA_TYPE)
+        return current_app.response_class(render_chart(chart), mimetype=SVG_MEDIA_TYPE)
 
 
 def _export_body(records: Records) -> dict[str, Any]:
