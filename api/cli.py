@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -29,43 +27,27 @@ def upgrade_database(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
-
-    from api import create_app
+    from api.supervise import supervise
 
     upgrade_database(settings)
-
-    class _Server(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-
-        def load(self) -> Any:
-            return create_app(settings)
-
     print(f"moodtrack serving on http://{args.host}:{args.port} (docs at /docs)", flush=True)
-    # The one-command default delivers too: a worker process beside the server, ended with
-    # it (and by itself should this process die without ending it).
-    worker = None
-    if not args.no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--exit-with-parent"])
-    try:
-        _Server().run()
-    finally:
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-    return 0
+    server = [
+        *(sys.executable, "-m", "gunicorn", "api:create_app()"),
+        *("--bind", f"{args.host}:{args.port}"),
+        *("--workers", str(args.workers), "--threads", str(args.threads)),
+    ]
+    # The one-command default delivers too: a worker process beside the server.
+    worker = None if args.no_worker else [sys.executable, "-m", "api.cli", "worker"]
+    if worker is not None:
+        worker.append("--exit-with-parent")
+    return supervise(server=server, worker=worker)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from api.delivery.worker import run_worker
 
-    upgrade_database(settings)
+    # No migration here: the API's start (`moodtrack db upgrade`, or serve) migrates; two
+    # processes migrating one database at once would race.
     return run_worker(settings, exit_with_parent=args.exit_with_parent)
 
 

@@ -81,8 +81,8 @@ RATE_LIMIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-# Seconds between tries of a failed delivery (each with +-20 % jitter): 11 tries over about
-# 28 hours, so an endpoint down for a day still receives everything.
+# Seconds between tries of a failed delivery (each with +-20 % jitter): 12 tries over about
+# 40 hours (32 at the least), so an endpoint down for a day still receives everything.
 DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 43200)
 
 
@@ -302,8 +302,13 @@ def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
         raise ConfigError(
             "MOODTRACK_DELIVERY_RETRY_SECONDS must be seconds, comma-separated"
         ) from None
-    if production and sum(schedule) < 24 * 3600:
-        raise ConfigError("MOODTRACK_DELIVERY_RETRY_SECONDS must add up to at least 24 hours")
+    if any(wait <= 0 for wait in schedule):
+        raise ConfigError("MOODTRACK_DELIVERY_RETRY_SECONDS must be positive seconds")
+    # Jitter may shorten each wait to 80 %: the schedule must still cover a day then.
+    if production and 0.8 * sum(schedule) < 24 * 3600:
+        raise ConfigError(
+            "MOODTRACK_DELIVERY_RETRY_SECONDS must add up to at least 30 hours (24 after jitter)"
+        )
     timeout = _number(env, "MOODTRACK_WEBHOOK_TIMEOUT_SECONDS", 5.0, least=0.1)
     lease = _number(env, "MOODTRACK_DELIVERY_LEASE_SECONDS", 60.0, least=1)
     if lease <= 2 * timeout:
@@ -311,6 +316,15 @@ def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
             "MOODTRACK_DELIVERY_LEASE_SECONDS must exceed twice MOODTRACK_WEBHOOK_TIMEOUT_SECONDS"
         )
     private = env.get("MOODTRACK_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "").strip()
+    reminders = ReminderPolicy(
+        quiet_start=_clock("MOODTRACK_QUIET_HOURS", start),
+        quiet_end=_clock("MOODTRACK_QUIET_HOURS", end),
+        daily_mood_at=_clock(
+            "MOODTRACK_DAILY_REMINDER_AT", env.get("MOODTRACK_DAILY_REMINDER_AT", "19:00")
+        ),
+    )
+    if reminders.is_quiet(reminders.daily_mood_at):
+        raise ConfigError("MOODTRACK_DAILY_REMINDER_AT falls inside MOODTRACK_QUIET_HOURS")
     return DeliverySettings(
         smtp_url=_smtp_url(env.get("MOODTRACK_SMTP_URL", "").strip()),
         mail_from=env.get("MOODTRACK_MAIL_FROM", "moodtrack@localhost"),
@@ -321,13 +335,7 @@ def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
         escalation_emails=tuple(
             a.strip() for a in env.get("MOODTRACK_ESCALATION_EMAILS", "").split(",") if a.strip()
         ),
-        reminders=ReminderPolicy(
-            quiet_start=_clock("MOODTRACK_QUIET_HOURS", start),
-            quiet_end=_clock("MOODTRACK_QUIET_HOURS", end),
-            daily_mood_at=_clock(
-                "MOODTRACK_DAILY_REMINDER_AT", env.get("MOODTRACK_DAILY_REMINDER_AT", "19:00")
-            ),
-        ),
+        reminders=reminders,
         webhook_timeout_seconds=timeout,
         retry_schedule=schedule,
         disable_after=timedelta(

@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     case,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,6 +56,9 @@ class AlertPriority(enum.StrEnum):
     medium = "medium"
 
 
+ESCALATION_DUE = "priority = 'high' AND acknowledged_at IS NULL AND escalated_at IS NULL"
+
+
 class Alert(Base):
     """One alert per triggering record and rule; acknowledged once by a linked clinician."""
 
@@ -83,6 +87,13 @@ class Alert(Base):
         # The same event cannot raise the same rule twice, even under concurrent retries.
         UniqueConstraint("source_type", "source_id", "rule", name="uq_alerts_source_rule"),
         Index("ix_alerts_patient_created", "patient_id", "created_at"),
+        # The escalation job's question every few seconds: open high alerts not escalated.
+        Index(
+            "ix_alerts_escalation_due",
+            "created_at",
+            sqlite_where=text(ESCALATION_DUE),
+            postgresql_where=text(ESCALATION_DUE),
+        ),
         CheckConstraint(
             "rule IN ('self_harm', 'worsening', 'post_session_drop')", name="rule_known"
         ),

@@ -2,15 +2,18 @@
 
 Life of a delivery:
 1. Fan-out (a worker): each event not yet expanded gets one delivery per destination
-   (subscribed webhooks; for high-priority alerts and escalations, the email of every
-   clinician linked to the patient and the configured escalation addresses; for a disabled
-   endpoint, the operators), and is marked expanded, in one transaction.
-2. Claim: a worker leases due deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so N
-   workers on N machines never hold the same one; SQLite serialises writers) and commits.
-3. Send, outside any transaction (api.delivery).
-4. Record: the attempt is stored; success ends the delivery, failure schedules the next
-   try by the back-off schedule (exponential, with jitter) until it is exhausted (at least
-   24 hours), then the delivery is kept as failed (the dead letter).
+   (subscribed webhooks, disabled ones included: they receive the backlog once back on;
+   for high-priority alerts and escalations, the email of every clinician linked to the
+   patient and the configured escalation addresses; for a disabled endpoint, the
+   operators), and is marked expanded, in one transaction.
+2. Claim: a worker leases due deliveries, first attempts before retries (``FOR UPDATE
+   SKIP LOCKED`` on PostgreSQL, so N workers on N machines never hold the same one;
+   SQLite serialises writers), each claim with a token of its own, and commits. Deliveries
+   to a disabled endpoint are paused: never claimed, never retried, never failed.
+3. Send, outside any transaction, within a deadline shorter than the lease (api.delivery).
+4. Record: the attempt is stored; only the holder of the lease moves the delivery on:
+   success ends it, failure schedules the next try by the back-off schedule (exponential,
+   with jitter) until it is exhausted, then it is kept as failed (the dead letter).
 A worker killed between 2 and 4 loses nothing: its lease runs out and another worker sends
 the delivery again. Delivery is at least once; the event id lets receivers drop repeats.
 """
@@ -29,10 +32,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     UniqueConstraint,
     and_,
-    func,
+    exists,
     or_,
     select,
     update,
@@ -43,8 +47,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from models.accounts import Role, User
 from models.base import Base, utcnow, uuid_pk
 from models.care import CareLink
+from models.errors import Conflict, NotFound
 from models.events import Event, EventType, emit_event
 from models.webhooks import Webhook
+
+# A success is written on the endpoint at most this often (a busy endpoint's row would
+# otherwise take an UPDATE from every sender thread).
+SUCCESS_NOTE_EVERY = timedelta(minutes=1)
 
 
 class Channel(enum.StrEnum):
@@ -86,6 +95,8 @@ class Delivery(Base):
     retry_step: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     lease_expires_at: Mapped[datetime | None]
+    # Set by each claim: only the claim holding it may move the delivery on.
+    lease_token: Mapped[uuid.UUID | None]
     leased_by: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_attempt_at: Mapped[datetime | None]
@@ -117,24 +128,9 @@ class DeliveryAttempt(Base):
     __table_args__ = (Index("ix_delivery_attempts_delivery", "delivery_id", "number"),)
 
 
-class WorkerHeartbeat(Base):
-    """A delivery worker that is alive, for operators' delivery health."""
-
-    __tablename__ = "worker_heartbeats"
-
-    name: Mapped[str] = mapped_column(String(120), primary_key=True)
-    started_at: Mapped[datetime]
-    seen_at: Mapped[datetime]
-
-
-class JobLease(Base):
-    """Who runs a periodic job (escalations, reminders) until when: one worker at a time."""
-
-    __tablename__ = "job_leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(120))
-    expires_at: Mapped[datetime]
+def paused() -> Any:
+    """The delivery goes to an endpoint that is disabled now."""
+    return exists().where(Webhook.id == Delivery.webhook_id, Webhook.disabled_at.is_not(None))
 
 
 # ------------------------------------------------------------------------- fan-out
@@ -159,10 +155,14 @@ def fan_out(*, db: Session, now: datetime, routing: Routing, limit: int = 100) -
     ).all()
     if not events:
         return 0
-    hooks = db.scalars(select(Webhook).where(Webhook.disabled_at.is_(None))).all()
+    hooks = db.scalars(select(Webhook)).all()
+    clinicians = _linked_clinicians(db, {e.patient_id for e in events if e.patient_id})
+    admins = _admins(db) if any(e.type == EventType.webhook_disabled for e in events) else []
     rows: list[dict[str, Any]] = []
     for event in events:
-        for channel, destination, extra in _destinations(db, event, hooks, routing):
+        for channel, destination, extra in _destinations(
+            event, hooks, routing, clinicians.get(event.patient_id, []), admins
+        ):
             rows.append(
                 {
                     "id": uuid.uuid4(),
@@ -182,18 +182,18 @@ def fan_out(*, db: Session, now: datetime, routing: Routing, limit: int = 100) -
             )
         event.fanned_out_at = now
     if rows:
-        db.execute(_insert_deliveries(db.get_bind().dialect.name), rows)
+        insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+        db.execute(insert(Delivery.__table__).on_conflict_do_nothing(), rows)
     db.flush()
     return len(events)
 
 
-def _insert_deliveries(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(Delivery.__table__).on_conflict_do_nothing()
-
-
 def _destinations(
-    db: Session, event: Event, hooks: Sequence[Webhook], routing: Routing
+    event: Event,
+    hooks: Sequence[Webhook],
+    routing: Routing,
+    clinicians: list[uuid.UUID],
+    admins: list[uuid.UUID],
 ) -> list[tuple[Channel, str, dict[str, Any]]]:
     found = [
         (Channel.webhook, f"webhook:{hook.id}", {"webhook_id": hook.id})
@@ -204,16 +204,12 @@ def _destinations(
         return found
     users: list[uuid.UUID] = []
     addresses: tuple[str, ...] = ()
-    high = event.payload.get("priority") == "high"
-    if event.type == EventType.alert_raised and high and event.patient_id is not None:
-        users = _linked_clinicians(db, event.patient_id)
-    elif event.type == EventType.alert_escalated and event.patient_id is not None:
-        users = _linked_clinicians(db, event.patient_id)
-        addresses = routing.escalation_addresses
+    if event.type == EventType.alert_raised and event.payload.get("priority") == "high":
+        users = clinicians
+    elif event.type == EventType.alert_escalated:
+        users, addresses = clinicians, routing.escalation_addresses
     elif event.type == EventType.webhook_disabled:
-        users = list(
-            db.scalars(select(User.id).where(User.role == Role.admin, User.disabled_at.is_(None)))
-        )
+        users = admins
     found += [(Channel.email, f"user:{uid}", {"recipient_id": uid}) for uid in users]
     found += [
         (Channel.email, f"address:{address}", {"recipient_address": address})
@@ -222,17 +218,30 @@ def _destinations(
     return found
 
 
-def _linked_clinicians(db: Session, patient_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(
-        db.scalars(
-            select(CareLink.clinician_id)
-            .join(User, User.id == CareLink.clinician_id)
-            .where(
-                CareLink.patient_id == patient_id,
-                CareLink.ended_at.is_(None),
-                User.disabled_at.is_(None),
-            )
+def _linked_clinicians(
+    db: Session, patient_ids: set[uuid.UUID]
+) -> dict[uuid.UUID | None, list[uuid.UUID]]:
+    """Each patient's clinicians linked now (active accounts), in one query."""
+    found: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+    if not patient_ids:
+        return found
+    rows = db.execute(
+        select(CareLink.patient_id, CareLink.clinician_id)
+        .join(User, User.id == CareLink.clinician_id)
+        .where(
+            CareLink.patient_id.in_(patient_ids),
+            CareLink.ended_at.is_(None),
+            User.disabled_at.is_(None),
         )
+    )
+    for patient_id, clinician_id in rows:
+        found.setdefault(patient_id, []).append(clinician_id)
+    return found
+
+
+def _admins(db: Session) -> list[uuid.UUID]:
+    return list(
+        db.scalars(select(User.id).where(User.role == Role.admin, User.disabled_at.is_(None)))
     )
 
 
@@ -244,6 +253,7 @@ class Claimed:
     """A leased delivery with what its sender needs; no health data in any field."""
 
     delivery_id: uuid.UUID
+    lease_token: uuid.UUID
     event_id: uuid.UUID
     event_type: str
     event_created_at: datetime
@@ -259,25 +269,30 @@ class Claimed:
 def claim_deliveries(
     *, db: Session, now: datetime, worker: str, lease: timedelta, limit: int
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries to ``worker`` (the caller commits at once)."""
+    """Lease up to ``limit`` due deliveries to ``worker`` (the caller commits at once).
+
+    First attempts go before retries, so a new alert never waits behind the retries of an
+    endpoint that is down."""
     due = (
         select(Delivery.id)
         .where(
             Delivery.status == DeliveryStatus.pending.value,
             Delivery.next_attempt_at <= now,
             or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+            ~paused(),
         )
-        .order_by(Delivery.next_attempt_at)
+        .order_by(Delivery.attempts > 0, Delivery.next_attempt_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Delivery)
     )
     ids = list(db.scalars(due))
     if not ids:
         return []
+    token = uuid.uuid4()
     db.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids))
-        .values(lease_expires_at=now + lease, leased_by=worker)
+        .values(lease_expires_at=now + lease, leased_by=worker, lease_token=token)
         .execution_options(synchronize_session=False)
     )
     rows = db.execute(
@@ -287,25 +302,23 @@ def claim_deliveries(
         .outerjoin(User, User.id == Delivery.recipient_id)
         .where(Delivery.id.in_(ids))
     ).all()
-    return [_claimed(delivery, event, hook, email, now) for delivery, event, hook, email in rows]
-
-
-def _claimed(
-    delivery: Delivery, event: Event, hook: Webhook | None, email: str | None, now: datetime
-) -> Claimed:
-    return Claimed(
-        delivery_id=delivery.id,
-        event_id=event.id,
-        event_type=event.type,
-        event_created_at=event.created_at,
-        payload=dict(event.payload),
-        channel=delivery.channel,
-        attempts=delivery.attempts,
-        retry_step=delivery.retry_step,
-        url=hook.url if hook is not None else None,
-        secrets=tuple(hook.signing_secrets(now)) if hook is not None else (),
-        email=email or delivery.recipient_address,
-    )
+    return [
+        Claimed(
+            delivery_id=delivery.id,
+            lease_token=token,
+            event_id=event.id,
+            event_type=event.type,
+            event_created_at=event.created_at,
+            payload=dict(event.payload),
+            channel=delivery.channel,
+            attempts=delivery.attempts,
+            retry_step=delivery.retry_step,
+            url=hook.url if hook is not None else None,
+            secrets=tuple(hook.signing_secrets(now)) if hook is not None else (),
+            email=email or delivery.recipient_address,
+        )
+        for delivery, event, hook, email in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -325,8 +338,7 @@ def next_delay(
     """Seconds before retry number ``step + 1`` (±20 % jitter), or None when exhausted."""
     if step >= len(schedule):
         return None
-    jitter = (rng or random).uniform(0.8, 1.2)
-    return schedule[step] * jitter
+    return schedule[step] * (rng or random).uniform(0.8, 1.2)
 
 
 def record_outcome(
@@ -338,12 +350,12 @@ def record_outcome(
     now: datetime,
     schedule: Sequence[float],
 ) -> str:
-    """Store the attempt and move the delivery on; returns its new status."""
-    number = claimed.attempts + 1
+    """Store the attempt and, if this claim still holds the lease, move the delivery on;
+    returns the delivery's status as stored."""
     db.add(
         DeliveryAttempt(
             delivery_id=claimed.delivery_id,
-            number=number,
+            number=claimed.attempts + 1,
             started_at=outcome.started_at,
             duration_ms=outcome.duration_ms,
             response_status=outcome.response_status,
@@ -351,45 +363,62 @@ def record_outcome(
             worker=worker,
         )
     )
+    moved = db.execute(
+        update(Delivery)
+        # A report that comes after the lease ran out (and maybe after another worker
+        # claimed the delivery) records the attempt and changes nothing else.
+        .where(
+            Delivery.id == claimed.delivery_id,
+            Delivery.lease_token == claimed.lease_token,
+            Delivery.status == DeliveryStatus.pending,
+        )
+        .values(**_moved_on(claimed, outcome, now, schedule))
+        .returning(Delivery.status)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if moved is None:
+        return db.scalar(select(Delivery.status).where(Delivery.id == claimed.delivery_id)) or ""
+    if claimed.channel == Channel.webhook:
+        _note_endpoint_health(db, claimed.delivery_id, ok=outcome.ok, now=now)
+    return moved
+
+
+def _moved_on(
+    claimed: Claimed, outcome: Outcome, now: datetime, schedule: Sequence[float]
+) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "attempts": number,
+        "attempts": Delivery.attempts + 1,
         "last_attempt_at": outcome.started_at,
         "last_response_status": outcome.response_status,
         "last_error": outcome.error,
         "lease_expires_at": None,
         "leased_by": None,
+        "lease_token": None,
     }
     if outcome.ok:
-        status = DeliveryStatus.delivered
-        values.update(delivered_at=now)
-    else:
-        delay = next_delay(claimed.retry_step, schedule)
-        if delay is None:
-            status = DeliveryStatus.failed
-        else:
-            status = DeliveryStatus.pending
-            values.update(
-                next_attempt_at=now + timedelta(seconds=delay), retry_step=claimed.retry_step + 1
-            )
-    values["status"] = status.value
-    # Only a pending delivery moves on: a late report from a worker whose lease ran out
-    # cannot undo what another worker recorded since.
-    db.execute(
-        update(Delivery)
-        .where(Delivery.id == claimed.delivery_id, Delivery.status == DeliveryStatus.pending)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.channel == Channel.webhook:
-        _note_endpoint_health(db, claimed.delivery_id, ok=outcome.ok, now=now)
-    return status.value
+        return {**values, "status": DeliveryStatus.delivered.value, "delivered_at": now}
+    delay = next_delay(claimed.retry_step, schedule)
+    if delay is None:
+        return {**values, "status": DeliveryStatus.failed.value}
+    return {
+        **values,
+        "next_attempt_at": now + timedelta(seconds=delay),
+        "retry_step": claimed.retry_step + 1,
+    }
 
 
 def _note_endpoint_health(db: Session, delivery_id: uuid.UUID, *, ok: bool, now: datetime) -> None:
     hook_id = select(Delivery.webhook_id).where(Delivery.id == delivery_id).scalar_subquery()
     if ok:
         values: dict[str, Any] = {"failing_since": None, "last_success_at": now}
-        condition = Webhook.id == hook_id
+        condition = and_(
+            Webhook.id == hook_id,
+            or_(
+                Webhook.failing_since.is_not(None),
+                Webhook.last_success_at.is_(None),
+                Webhook.last_success_at < now - SUCCESS_NOTE_EVERY,
+            ),
+        )
     else:
         values = {"failing_since": now}
         condition = and_(Webhook.id == hook_id, Webhook.failing_since.is_(None))
@@ -402,8 +431,9 @@ def _note_endpoint_health(db: Session, delivery_id: uuid.UUID, *, ok: bool, now:
 
 
 def disable_failing_webhooks(*, db: Session, now: datetime, after: timedelta) -> int:
-    """Disable endpoints that have failed without a success for ``after``; their pending
-    deliveries fail with them, and operators hear of it (``webhook.disabled``)."""
+    """Disable endpoints that have failed without a success for ``after`` (their pending
+    deliveries wait, paused, until an operator turns the endpoint back on), and tell the
+    operators (``webhook.disabled``)."""
     disabled = db.execute(
         update(Webhook)
         .where(Webhook.disabled_at.is_(None), Webhook.failing_since <= now - after)
@@ -412,12 +442,6 @@ def disable_failing_webhooks(*, db: Session, now: datetime, after: timedelta) ->
         .execution_options(synchronize_session=False)
     ).all()
     for hook_id, failing_since in disabled:
-        db.execute(
-            update(Delivery)
-            .where(Delivery.webhook_id == hook_id, Delivery.status == DeliveryStatus.pending)
-            .values(status=DeliveryStatus.failed.value, last_error="endpoint disabled")
-            .execution_options(synchronize_session=False)
-        )
         emit_event(
             db=db,
             type=EventType.webhook_disabled,
@@ -432,104 +456,74 @@ def disable_failing_webhooks(*, db: Session, now: datetime, after: timedelta) ->
     return len(disabled)
 
 
-def redeliver(*, db: Session, delivery: Delivery, now: datetime) -> Delivery:
-    """Send a delivery again now, with a fresh retry schedule (same event id)."""
+# ------------------------------------------------------------------ an endpoint's history
+
+
+def deliveries_of(webhook_id: uuid.UUID, status: str | None) -> Select[Any]:
+    """An endpoint's deliveries with their event types, newest first."""
+    stmt = (
+        select(Delivery, Event.type)
+        .join(Event, Event.id == Delivery.event_id)
+        .where(Delivery.webhook_id == webhook_id)
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
+    )
+    return stmt if status is None else stmt.where(Delivery.status == status)
+
+
+def attempts_of(*, db: Session, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
+    """Each delivery's attempts in order, in one query."""
+    found: dict[uuid.UUID, list[Any]] = {i: [] for i in delivery_ids}
+    if delivery_ids:
+        rows = db.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(delivery_ids))
+            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number)
+        )
+        for attempt in rows:
+            found[attempt.delivery_id].append(attempt)
+    return found
+
+
+def redeliver(
+    *, db: Session, hook: Webhook, delivery_id: uuid.UUID, now: datetime
+) -> tuple[Delivery, str]:
+    """Send a delivered or failed delivery again now, with a fresh retry schedule and the
+    same event id; (delivery, event type). A pending one is on its way already (409), and
+    a disabled endpoint receives nothing until it is turned back on (409)."""
+    row = db.execute(
+        select(Delivery, Event.type)
+        .join(Event, Event.id == Delivery.event_id)
+        .where(Delivery.id == delivery_id, Delivery.webhook_id == hook.id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("No such delivery.")
+    delivery, event_type = row
+    if hook.disabled_at is not None:
+        raise Conflict("The endpoint is disabled; turn it back on first.")
+    if delivery.status == DeliveryStatus.pending:
+        raise Conflict("This delivery is pending: it is sent, or retried, already.")
     delivery.status = DeliveryStatus.pending.value
     delivery.next_attempt_at = now
     delivery.retry_step = 0
-    delivery.lease_expires_at = None
-    delivery.leased_by = None
+    delivery.lease_expires_at = delivery.lease_token = delivery.leased_by = None
     db.flush()
-    return delivery
+    return delivery, event_type
 
 
-# ------------------------------------------------------------------------- workers
-
-
-def take_job_lease(*, db: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-    """Hold the periodic job ``name`` for ``ttl`` unless another live worker holds it."""
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = JobLease.__table__
-    stmt = insert(table).values(name=name, holder=holder, expires_at=now + ttl)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.name],
-        set_={"holder": holder, "expires_at": now + ttl},
-        where=or_(table.c.holder == holder, table.c.expires_at < now),
-    ).returning(table.c.holder)
-    return db.execute(stmt).first() is not None
-
-
-def beat(*, db: Session, name: str, started_at: datetime, now: datetime) -> None:
-    """Record that the worker ``name`` is alive."""
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = WorkerHeartbeat.__table__
-    stmt = insert(table).values(name=name, started_at=started_at, seen_at=now)
-    db.execute(stmt.on_conflict_do_update(index_elements=[table.c.name], set_={"seen_at": now}))
-
-
-def forget_worker(*, db: Session, name: str) -> None:
-    """A worker that stops cleanly leaves the list of live workers."""
-    db.execute(WorkerHeartbeat.__table__.delete().where(WorkerHeartbeat.__table__.c.name == name))
-
-
-# ------------------------------------------------------------------------- health
-
-
-def delivery_health(*, db: Session, now: datetime, live_within: timedelta) -> dict[str, Any]:
-    """Counts and ages operators watch; no ids of patients, no payloads."""
-    waiting = db.execute(
-        select(func.count(), func.min(Event.created_at)).where(Event.fanned_out_at.is_(None))
-    ).one()
-    pending = db.execute(
-        select(
-            func.count(),
-            func.min(Delivery.created_at),
-            func.count().filter(Delivery.attempts > 0),
-        ).where(Delivery.status == DeliveryStatus.pending)
-    ).one()
-    day_ago = now - timedelta(days=1)
-    failed = db.execute(
-        select(
-            func.count(),
-            func.count().filter(Delivery.last_attempt_at >= day_ago),
-        ).where(Delivery.status == DeliveryStatus.failed)
-    ).one()
-    delivered_last_hour = db.scalar(
-        select(func.count()).where(
-            Delivery.status == DeliveryStatus.delivered,
-            Delivery.delivered_at >= now - timedelta(hours=1),
-        )
+def purge_history(*, db: Session, now: datetime, keep: timedelta) -> int:
+    """Delete events older than ``keep`` whose deliveries are all done (their deliveries
+    and attempts go with them); returns how many events."""
+    unfinished = exists().where(
+        Delivery.event_id == Event.id, Delivery.status == DeliveryStatus.pending
     )
-    hooks = db.execute(
-        select(
-            func.count(),
-            func.count().filter(Webhook.disabled_at.is_not(None)),
-            func.count().filter(Webhook.failing_since.is_not(None)),
-        )
-    ).one()
-    workers = db.scalars(
-        select(WorkerHeartbeat)
-        .where(WorkerHeartbeat.seen_at >= now - live_within)
-        .order_by(WorkerHeartbeat.name)
-    ).all()
-
-    def age(oldest: datetime | None) -> float | None:
-        return None if oldest is None else round((now - oldest).total_seconds(), 3)
-
-    return {
-        "checked_at": now,
-        "events_waiting": waiting[0],
-        "oldest_waiting_event_age_seconds": age(waiting[1]),
-        "deliveries_pending": pending[0],
-        "oldest_pending_delivery_age_seconds": age(pending[1]),
-        "deliveries_retrying": pending[2],
-        "deliveries_failed": failed[0],
-        "deliveries_failed_last_24h": failed[1],
-        "deliveries_delivered_last_hour": delivered_last_hour or 0,
-        "webhooks": hooks[0],
-        "webhooks_disabled": hooks[1],
-        "webhooks_failing": hooks[2],
-        "workers": [
-            {"name": w.name, "started_at": w.started_at, "seen_at": w.seen_at} for w in workers
-        ],
-    }
+    old = select(Event.id).where(
+        Event.created_at < now - keep, Event.fanned_out_at.is_not(None), ~unfinished
+    )
+    ids = list(db.scalars(old.limit(1000)))
+    if not ids:
+        return 0
+    done = select(Delivery.id).where(Delivery.event_id.in_(ids))
+    db.execute(DeliveryAttempt.__table__.delete().where(DeliveryAttempt.delivery_id.in_(done)))
+    db.execute(Delivery.__table__.delete().where(Delivery.event_id.in_(ids)))
+    db.execute(Event.__table__.delete().where(Event.id.in_(ids)))
+    return len(ids)

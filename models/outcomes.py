@@ -58,9 +58,12 @@ class RuleSet:
         if unknown:
             raise TypeError(f"unknown rule settings: {sorted(unknown)}")
         changed = replace(self, **{k: v for k, v in changes.items() if k != "version"})
-        if "version" in changes:
-            return replace(changed, version=changes["version"])
-        return replace(changed, version=f"{self.version}+{changed.digest()}")
+        name = changes.get("version", self.version)
+        if changed.digest() == RuleSet().digest():
+            return replace(changed, version=name)
+        # Even a version the deployment names carries the digest when the thresholds are
+        # not the defaults: "2026-11-1" can never label a set that is not 2026-11-1.
+        return replace(changed, version=f"{name}+{changed.digest()}")
 
     def digest(self) -> str:
         """A short digest of the thresholds (not the version string)."""
@@ -77,7 +80,8 @@ class RuleSet:
         """Rules from a deployment's settings: thresholds given replace the defaults (per
         instrument for the per-instrument rules); ValueError names what is wrong."""
         base = base or cls()
-        known = {f.name for f in fields(cls)}
+        # The self-harm grading (1 medium, 2 and above high) is clinical.md §6, not a choice.
+        known = {f.name for f in fields(cls)} - {"self_harm_high_from"}
         unknown = sorted(set(given) - known)
         if unknown:
             raise ValueError(f"unknown rule settings: {unknown}")

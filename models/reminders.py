@@ -11,7 +11,6 @@ logged, so a phone app's push relay can notify without seeing health data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -68,48 +67,50 @@ def reminders_wanted(*, db: Session) -> bool:
 
 
 def schedule_reminders(
-    *, db: Session, now: datetime, policy: ReminderPolicy, page: int = 200
-) -> int:
-    """Emit a ``reminder.due`` for every item due now; returns how many were emitted."""
-    if not reminders_wanted(db=db):
+    *,
+    db: Session,
+    now: datetime,
+    policy: ReminderPolicy,
+    after: uuid.UUID | None = None,
+    page: int = 200,
+) -> tuple[int, uuid.UUID | None]:
+    """Emit a ``reminder.due`` for every item due now, for one page of patients (by id,
+    after ``after``); returns how many were emitted and where the next page starts (None
+    after the last). The caller commits each page."""
+    if after is None and not reminders_wanted(db=db):
+        return 0, None
+    stmt = select(User).where(User.role == Role.patient, User.disabled_at.is_(None))
+    if after is not None:
+        stmt = stmt.where(User.id > after)
+    patients = db.scalars(stmt.order_by(User.id).limit(page)).all()
+    emitted = sum(_remind(db, patient, now, policy) for patient in patients)
+    return emitted, (patients[-1].id if len(patients) == page else None)
+
+
+def _remind(db: Session, patient: User, now: datetime, policy: ReminderPolicy) -> int:
+    local = now.astimezone(ZoneInfo(patient.timezone)).time()
+    if policy.is_quiet(local):
         return 0
+    items = due_items(
+        db=db,
+        patient=patient,
+        now=now,
+        last_questionnaire=lambda code: last_questionnaire_at(
+            db=db, patient_id=patient.id, code=code
+        ),
+    )
     emitted = 0
-    for patient in _patients(db, page):
-        local = now.astimezone(ZoneInfo(patient.timezone))
-        if policy.is_quiet(local.time()):
-            continue
-        items = due_items(
-            db=db,
-            patient=patient,
-            now=now,
-            last_questionnaire=lambda code, pid=patient.id: last_questionnaire_at(
-                db=db, patient_id=pid, code=code
-            ),
-        )
-        for item in items:
-            if _remind_now(item, now, local.time(), policy) and _claim(db, patient.id, item, now):
-                emit_event(
-                    db=db,
-                    type=EventType.reminder_due,
-                    patient_id=patient.id,
-                    data=_event_data(patient.id, item),
-                    now=now,
-                )
-                emitted += 1
+    for item in items:
+        if _remind_now(item, now, local, policy) and _claim(db, patient.id, item, now):
+            emit_event(
+                db=db,
+                type=EventType.reminder_due,
+                patient_id=patient.id,
+                data=_event_data(patient.id, item),
+                now=now,
+            )
+            emitted += 1
     return emitted
-
-
-def _patients(db: Session, page: int) -> Iterator[User]:
-    after: uuid.UUID | None = None
-    while True:
-        stmt = select(User).where(User.role == Role.patient, User.disabled_at.is_(None))
-        if after is not None:
-            stmt = stmt.where(User.id > after)
-        batch = db.scalars(stmt.order_by(User.id).limit(page)).all()
-        yield from batch
-        if len(batch) < page:
-            return
-        after = batch[-1].id
 
 
 def _remind_now(item: DueItem, now: datetime, local: time, policy: ReminderPolicy) -> bool:

@@ -145,6 +145,10 @@ class DeliveryHealthOut(Schema):
     deliveries_pending = fields.Integer(required=True)
     oldest_pending_delivery_age_seconds = fields.Float(required=True, allow_none=True)
     deliveries_retrying = fields.Integer(required=True)
+    deliveries_paused = fields.Integer(
+        required=True,
+        metadata={"description": "Pending for a disabled endpoint: sent once it is back on."},
+    )
     deliveries_failed = fields.Integer(
         required=True, metadata={"description": "Retries exhausted (the dead letter)."}
     )

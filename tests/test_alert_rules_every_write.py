@@ -292,3 +292,77 @@ def test_a_mood_entry_and_its_alert_commit_together(client, db, care, monkeypatc
     pid = uuid.UUID(care["id"])
     assert db.scalar(select(func.count()).where(MoodEntry.patient_id == pid)) == 1
     assert db.scalar(select(func.count()).where(Alert.patient_id == pid)) == 0
+
+
+# ---------------------------------------------------------------- more writes that count
+
+
+def test_deleting_the_last_pre_entry_makes_an_earlier_one_the_pre_value(client, db, care):
+    start = NOW - timedelta(hours=30)
+    sid = _session(client, care, start)
+    _mood(client, care, start - timedelta(hours=10), 9)
+    last = _mood(client, care, start - timedelta(hours=1), 5)  # the pre value: 5
+    low = _mood(client, care, start + timedelta(hours=5), 4)  # only 1 below
+    assert _drops(db, care) == []
+    gone = client.delete(f"{care['mood']}/{last}", headers={**care["ph"], "If-Match": '"1"'})
+    assert gone.status_code == 204
+    assert _drops(db, care) == [(low, sid)]  # 5 below the earlier 9
+
+
+def test_a_pre_check_in_moved_to_another_session(client, db, care):
+    s1 = NOW - timedelta(hours=60)
+    s2 = NOW - timedelta(hours=20)
+    first = _session(client, care, s1)
+    second = _session(client, care, s2)
+    pre = _mood(client, care, s1 - timedelta(hours=1), 9, session_id=first, phase="pre")
+    low = _mood(client, care, s2 + timedelta(hours=3), 4)
+    assert _drops(db, care) == []  # s2 has no pre value
+    moved = client.patch(
+        f"{care['mood']}/{pre}",
+        json={"session_id": second},
+        headers={**care["ph"], "If-Match": '"1"'},
+    )
+    assert moved.status_code == 200
+    assert _drops(db, care) == [(low, second)]
+
+
+def test_moving_the_next_session_later_grows_the_span_of_the_one_before(client, db, care):
+    s1 = NOW - timedelta(hours=45)
+    first = _session(client, care, s1)
+    _mood(client, care, s1 - timedelta(hours=1), 9)
+    second = _session(client, care, s1 + timedelta(hours=10))
+    _mood(client, care, s1 + timedelta(hours=9), 7)  # s2's pre value; 2 below s1's
+    low = _mood(client, care, s1 + timedelta(hours=20), 6)  # in s2's span: 1 below 7
+    assert _drops(db, care) == []
+    _patch_session(client, care, second, {"started_at": (s1 + timedelta(hours=30)).isoformat()})
+    # Both entries now fall in s1's first 48 hours; the 6 is 3 below s1's pre value of 9.
+    assert (low, first) in _drops(db, care)
+
+
+def test_deleting_the_first_severe_phq9_makes_the_next_one_enter_severe(client, db, care):
+    first = _phq9(client, care, 22, NOW - timedelta(days=20))
+    second = _phq9(client, care, 21, NOW - timedelta(days=6))
+    assert [str(a.source_id) for a in _alerts(db, care, "worsening")] == [first]
+    url = f"{care['forms']}/{first}"
+    assert client.delete(url, headers={**care["ph"], "If-Match": '"1"'}).status_code == 204
+    alerts = _alerts(db, care, "worsening")
+    assert [str(a.source_id) for a in alerts] == [first, second]
+    assert alerts[1].details["reasons"] == ["entered_severe"]
+
+
+def test_a_batch_mixing_a_replay_and_a_new_low_entry(client, db, care):
+    start = NOW - timedelta(hours=30)
+    sid = _session(client, care, start)
+    replayed = {
+        "id": str(uuid.uuid4()),
+        "occurred_at": (start - timedelta(hours=1)).isoformat(),
+        "mood": 8,
+    }
+    assert client.post(care["mood"], json=replayed, headers=care["ph"]).status_code == 201
+    fresh = {"occurred_at": (start + timedelta(hours=6)).isoformat(), "mood": 4}
+    response = client.post(
+        f"{care['mood']}/batch", json={"entries": [replayed, fresh]}, headers=care["ph"]
+    )
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == [200, 201]
+    assert _drops(db, care) == [(results[1]["entry"]["id"], sid)]

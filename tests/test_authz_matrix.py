@@ -29,10 +29,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from models.accounts import Role, User
-from models.delivery import Routing, fan_out
+from models.delivery import Delivery, Routing, fan_out
 from tests.conftest import PASSWORD, login, make_staff, register_patient, unique_email
 
 ACTORS = ("patient", "other_patient", "linked", "unlinked", "admin", "anonymous")
@@ -509,6 +510,8 @@ def build_world(app: Flask) -> World:
     ids["alert_id"] = next(a["id"] for a in alerts if a["rule"] == "self_harm")
     with app.extensions["moodtrack"].session_factory() as db:
         fan_out(db=db, now=NOW, routing=Routing(email_enabled=False))
+        # A dead letter: what an operator redelivers.
+        db.execute(update(Delivery).values(status="failed"))
         db.commit()
     deliveries = client.get(
         f"{API}/webhooks/{ids['webhook_id']}/deliveries", headers=headers["admin"]

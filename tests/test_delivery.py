@@ -98,7 +98,6 @@ def world(app, client, smtp):
         "admin": admin,
         "worker": worker,
     }
-    worker.webhooks.close()
 
 
 def _register(client, world, url, types=("alert.raised",)):
@@ -432,3 +431,167 @@ def test_webhook_management_rules(client, world):
     assert client.delete(url, headers={**world["ah"], "If-Match": '"1"'}).status_code == 204
     assert client.get(url, headers=world["ah"]).status_code == 404
     assert client.get("/api/v1/webhooks", headers=world["ch"]).status_code == 403
+
+
+# ---------------------------------------------------------------- what the review found
+
+
+def _claim(db, worker, now):
+    from models.delivery import claim_deliveries
+
+    claimed = claim_deliveries(
+        db=db, now=now, worker=worker.name, lease=worker.delivery.lease, limit=10
+    )
+    db.commit()
+    return claimed
+
+
+def test_a_late_report_after_the_lease_ran_out_changes_nothing(client, db, world, receiver):
+    from models.delivery import Outcome, record_outcome
+
+    _register(client, world, receiver.url)
+    _self_harm(client, world, item9=1)  # medium: the webhook only
+    worker, now = world["worker"], _now()
+    worker.fan_out(now)
+    (first,) = _claim(db, worker, now)
+    later = now + worker.delivery.lease + timedelta(seconds=1)
+    (second,) = _claim(db, worker, later)  # the first worker's lease has run out
+    assert second.delivery_id == first.delivery_id and second.lease_token != first.lease_token
+    failed = Outcome(ok=False, started_at=now, duration_ms=9000, error="timeout")
+    status = record_outcome(
+        db=db, claimed=first, outcome=failed, worker="late", now=later, schedule=SCHEDULE
+    )
+    db.commit()
+    delivery = db.get(Delivery, first.delivery_id)
+    db.refresh(delivery)
+    # Recorded as an attempt, nothing more: the second claim still holds the lease.
+    assert status == "pending" and delivery.lease_token == second.lease_token
+    assert delivery.attempts == 0 and delivery.retry_step == 0
+    assert _claim(db, worker, later) == []  # nobody else may take it meanwhile
+    done = Outcome(ok=True, started_at=later, duration_ms=5, response_status=204)
+    assert (
+        record_outcome(
+            db=db, claimed=second, outcome=done, worker="w2", now=later, schedule=SCHEDULE
+        )
+        == "delivered"
+    )
+
+
+def test_a_pending_delivery_or_a_disabled_endpoint_cannot_be_redelivered(
+    client, db, world, receiver
+):
+    hook = _register(client, world, receiver.url)
+    receiver.mode = "fail"
+    _self_harm(client, world, item9=1)
+    world["worker"].drain(_now())
+    delivery = db.scalars(select(Delivery).where(Delivery.channel == "webhook")).one()
+    url = f"/api/v1/webhooks/{hook['id']}/deliveries/{delivery.id}/redeliver"
+    pending = client.post(url, headers=world["ah"])
+    assert pending.status_code == 409  # it is being retried already
+    etag = client.get(f"/api/v1/webhooks/{hook['id']}", headers=world["ah"]).headers["ETag"]
+    client.patch(
+        f"/api/v1/webhooks/{hook['id']}",
+        json={"enabled": False},
+        headers={**world["ah"], "If-Match": etag},
+    )
+    assert client.post(url, headers=world["ah"]).status_code == 409
+
+
+def test_an_endpoint_turned_off_holds_its_deliveries_until_it_is_back(client, db, world, receiver):
+    hook = _register(client, world, receiver.url)
+    receiver.secrets = [hook["secret"]]
+    url = f"/api/v1/webhooks/{hook['id']}"
+    etag = client.get(url, headers=world["ah"]).headers["ETag"]
+    off = client.patch(url, json={"enabled": False}, headers={**world["ah"], "If-Match": etag})
+    assert off.status_code == 200 and off.get_json()["disabled_reason"] == "operator"
+    _self_harm(client, world, item9=1)
+    worker, now = world["worker"], _now()
+    assert worker.drain(now + timedelta(days=3)) == 0  # paused: not sent, not failed
+    health = client.get("/api/v1/delivery-health", headers=world["ah"]).get_json()
+    assert health["deliveries_paused"] == 1 and health["deliveries_pending"] == 0
+    on = client.patch(
+        url, json={"enabled": True}, headers={**world["ah"], "If-Match": off.headers["ETag"]}
+    )
+    assert on.status_code == 200
+    assert worker.drain(now + timedelta(days=3)) == 1
+    assert [r.body["type"] for r in receiver.received] == ["alert.raised"]
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline(
+    client, db, world, receiver
+):
+    hook = _register(client, world, receiver.url)
+    receiver.secrets, receiver.mode = [hook["secret"]], "trickle"
+    _self_harm(client, world, item9=1)
+    world["worker"].drain(_now())
+    attempt = db.scalars(select(DeliveryAttempt)).one()
+    # Each byte comes within the 0.5 s timeout; the whole answer would take 6 s.
+    assert attempt.error == "timeout"
+
+
+def test_redirects_are_not_followed(client, db, world, receiver):
+    elsewhere = Receiver().start()
+    try:
+        hook = _register(client, world, receiver.url)
+        receiver.mode, receiver.redirect_to = "redirect", elsewhere.url
+        elsewhere.secrets = [hook["secret"]]
+        _self_harm(client, world, item9=1)
+        world["worker"].drain(_now())
+        attempt = db.scalars(select(DeliveryAttempt)).one()
+        assert (attempt.response_status, attempt.error) == (307, "HTTP 307")
+        assert elsewhere.requests == 0
+    finally:
+        elsewhere.stop()
+
+
+def test_production_refuses_private_destinations(app, client, world, monkeypatch):
+    from api.delivery.senders import WebhookSender
+
+    services = app.extensions["moodtrack"]
+    production = services.settings.with_overrides(
+        env="production",
+        delivery=services.settings.delivery.__class__(allow_private_networks=False),
+    )
+    monkeypatch.setattr(services, "settings", production)
+    for url in (
+        "http://relay.example.org/hook",  # not https
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://localhost/hook",
+        "https://user:pw@relay.example.org/hook",
+    ):
+        refused = client.post(
+            "/api/v1/webhooks",
+            json={"url": url, "event_types": ["alert.raised"]},
+            headers=world["ah"],
+        )
+        assert refused.status_code == 422 and "url" in refused.get_json()["errors"], url
+    # A name that resolves to loopback is refused when sending, whatever was registered.
+    sender = WebhookSender(timeout=1, allow_private_networks=False)
+    outcome = sender.send(
+        url="https://localhost:9/hook",
+        secrets=("whsec_" + "A" * 44,),
+        event_id="x",
+        body=b"{}",
+        now=_now(),
+    )
+    assert not outcome.ok and outcome.error.startswith("destination not allowed")
+
+
+def test_reminders_follow_the_local_clock_across_the_daylight_saving_change(
+    client, world, receiver
+):
+    from zoneinfo import ZoneInfo
+
+    _register(client, world, receiver.url, types=("reminder.due",))
+    chicago = ZoneInfo("America/Chicago")
+    worker = world["worker"]
+    # Sunday 1 November 2026: clocks go back at 02:00 in Chicago (UTC-5 to UTC-6).
+    for day in (31, 1, 2):
+        month = 10 if day == 31 else 11
+        quiet = datetime(2026, month, day, 22, 30, tzinfo=chicago).astimezone(UTC)
+        evening = datetime(2026, month, day, 20, 0, tzinfo=chicago).astimezone(UTC)
+        assert worker.run_jobs(quiet).reminded == 0
+        first = worker.run_jobs(evening).reminded
+        assert first >= 1  # the day's mood (and the PHQ-9 never answered)
+        assert worker.run_jobs(evening + timedelta(minutes=45)).reminded == 0

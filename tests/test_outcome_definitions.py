@@ -36,7 +36,6 @@ def test_every_threshold_is_settable_and_the_version_says_so(tmp_path):
         "worsening_points": 6,
         "post_session_drop_points": 2,
         "post_session_window_hours": 24,
-        "self_harm_high_from": 1,
     }
     settings = _settings(tmp_path, MOODTRACK_RULES=json.dumps(rules))
     got = settings.rules.describe()
@@ -54,11 +53,20 @@ def test_every_threshold_is_settable_and_the_version_says_so(tmp_path):
         "worsening_points": 6,
         "post_session_drop_points": 2,
         "post_session_window_hours": 24,
-        "self_harm_high_from": 1,
+        "self_harm_high_from": 2,  # clinical.md §6, not settable
     }
     assert got["version"].startswith(f"{DEFAULT_RULESET_VERSION}+")
     named = _settings(tmp_path, MOODTRACK_RULES=json.dumps({**rules, "version": "esk-2026"}))
-    assert named.rules.version == "esk-2026"
+    assert named.rules.version.startswith("esk-2026+")
+    # A name alone, for the default thresholds, is kept as it is.
+    assert _settings(tmp_path, MOODTRACK_RULES='{"version": "v7"}').rules.version == "v7"
+
+
+def test_a_version_cannot_claim_the_defaults_for_other_thresholds(tmp_path):
+    rules = {"version": DEFAULT_RULESET_VERSION, "worsening_points": 27}
+    settings = _settings(tmp_path, MOODTRACK_RULES=json.dumps(rules))
+    assert settings.rules.version != DEFAULT_RULESET_VERSION
+    assert settings.rules.version.startswith(f"{DEFAULT_RULESET_VERSION}+")
 
 
 def test_rules_from_a_file(tmp_path):
@@ -80,6 +88,8 @@ def test_rules_from_a_file(tmp_path):
         ('{"response_fraction": 1.5}', "between 0 and 1"),
         ('{"worsening_points": 0}', "at least 1"),
         ('{"relapse_min": {"qids_sr16": 2.5}}', "whole number"),
+        # The self-harm grading is clinical.md §6: no deployment may make every item medium.
+        ('{"self_harm_high_from": 9}', "unknown rule settings"),
         ("@/no/such/file.json", "@path"),
     ],
 )
@@ -97,9 +107,10 @@ def test_definitions_are_readable_by_any_signed_in_user(app, client, monkeypatch
     assert default.get_json()["remission"]["madrs"] == {"operator": "<=", "cutoff": 10}
     services = app.extensions["moodtrack"]
     esketamine = RuleSet.from_mapping({"remission": {"madrs": ["<=", 12]}, "version": "esk"})
+    assert esketamine.version.startswith("esk+")
     monkeypatch.setattr(services, "settings", services.settings.with_overrides(rules=esketamine))
     body = client.get("/api/v1/outcome-definitions", headers=headers).get_json()
-    assert body["version"] == "esk" and body["remission"]["madrs"]["cutoff"] == 12
+    assert body["version"] == esketamine.version and body["remission"]["madrs"]["cutoff"] == 12
     assert client.get("/api/v1/outcome-definitions").status_code == 401
 
 

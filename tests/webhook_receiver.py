@@ -3,7 +3,9 @@
 Every request's signature is verified with the `standardwebhooks` package (the receiving
 side of the specification); a request that fails verification is recorded as rejected and
 answered 401. ``mode`` makes it misbehave: "ok", "fail" (500), "slow" (answers after
-``slow_seconds``), "hold" (answers only once ``release`` is set).
+``slow_seconds``), "hold" (answers only once ``release`` is set), "trickle" (sends its
+answer a byte every 0.1 s: no single read waits long, the whole answer takes seconds),
+"redirect" (307 to ``redirect_to``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Receiver:
     secrets: list[str] = field(default_factory=list)
     mode: str = "ok"
     slow_seconds: float = 2.0
+    redirect_to: str = ""
     delay_seconds: float = 0.0
     port: int = 0
     received: list[Received] = field(default_factory=list)
@@ -60,6 +63,15 @@ class Receiver:
                 with receiver.lock:
                     receiver.requests += 1
                 receiver.arrived.set()
+                if receiver.mode == "trickle":
+                    receiver._trickle(self)
+                    return
+                if receiver.mode == "redirect":
+                    self.send_response(307)
+                    self.send_header("location", receiver.redirect_to)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 status = receiver._answer(dict(self.headers.items()), body)
                 self.send_response(status)
                 self.send_header("content-length", "0")
@@ -80,6 +92,16 @@ class Receiver:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+    def _trickle(self, handler: BaseHTTPRequestHandler) -> None:
+        answer = b"HTTP/1.1 204 No Content\r\nx-padding: " + b"." * 40 + b"\r\n\r\n"
+        try:
+            for byte in answer:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass  # the sender gave up: what the test wants
 
     def _answer(self, headers: dict[str, str], body: bytes) -> int:
         if self.mode == "hold":

@@ -2,10 +2,10 @@
 
 One process runs a main thread and a few sender threads:
 - main: fans out new events, runs the periodic jobs under a lease (escalations, endpoints
-  that fail for a day, reminders), records a heartbeat, and sleeps until PostgreSQL
-  notifies a new event (LISTEN) or the poll interval passes (SQLite);
+  that fail for a day, reminders, old history), records a heartbeat, and sleeps until
+  PostgreSQL notifies a new event (LISTEN) or the poll interval passes (SQLite);
 - senders: each claims one due delivery at a time (a lease, committed), sends it outside
-  any transaction, records the outcome.
+  any transaction within a deadline, records the outcome.
 Any number of workers may run against one database; see models.delivery for why each
 delivery goes to one of them at a time and why a killed worker loses nothing.
 """
@@ -17,9 +17,10 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy.engine import Engine
@@ -36,24 +37,25 @@ from models.delivery import (
     Claimed,
     Outcome,
     Routing,
-    beat,
     claim_deliveries,
     disable_failing_webhooks,
     fan_out,
-    forget_worker,
+    purge_history,
     record_outcome,
-    take_job_lease,
 )
 from models.events import NOTIFY_CHANNEL
 from models.reminders import schedule_reminders
+from models.workers import beat, forget_worker, take_job_lease
 
 log = logging.getLogger("moodtrack")
+T = TypeVar("T")
 
 JOB_INTERVAL = timedelta(seconds=15)
 REMINDER_INTERVAL = timedelta(seconds=60)
 HEARTBEAT_INTERVAL = timedelta(seconds=5)
-# A worker whose heartbeat is older than this is not counted as alive.
-LIVE_WITHIN = timedelta(seconds=30)
+# Events whose deliveries are all done are deleted after this (ids and times only; the
+# audit trail is the record of who saw what).
+DELIVERY_HISTORY = timedelta(days=90)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class JobsRun:
     escalated: int = 0
     disabled: int = 0
     reminded: int = 0
+    purged: int = 0
 
 
 class DeliveryWorker:
@@ -113,7 +116,9 @@ class DeliveryWorker:
         return count
 
     def run_jobs(self, now: datetime, *, reminders: bool = True) -> JobsRun:
-        """Escalations, failing endpoints and reminders, if this worker holds the lease."""
+        """Escalations, failing endpoints, old history and reminders, if this worker holds
+        the scheduler lease; each job commits on its own (reminders page by page, so
+        SQLite's write lock is never held for a whole walk)."""
         done = JobsRun()
         with self.sessions() as db:
             held = take_job_lease(
@@ -125,13 +130,22 @@ class DeliveryWorker:
             done.escalated = escalate_overdue_alerts(
                 db=db, now=now, after=self.delivery.escalation_after
             )
+            db.commit()
             done.disabled = disable_failing_webhooks(
                 db=db, now=now, after=self.delivery.disable_after
             )
             db.commit()
-            if reminders:
-                done.reminded = schedule_reminders(db=db, now=now, policy=self.delivery.reminders)
+            done.purged = purge_history(db=db, now=now, keep=DELIVERY_HISTORY)
+            db.commit()
+            after = None
+            while reminders:
+                emitted, after = schedule_reminders(
+                    db=db, now=now, policy=self.delivery.reminders, after=after
+                )
                 db.commit()
+                done.reminded += emitted
+                if after is None:
+                    break
         return done
 
     def deliver(self, now: datetime, *, limit: int = 1) -> int:
@@ -207,8 +221,8 @@ class DeliveryWorker:
         for thread in senders:
             thread.start()
         log.info("worker started", extra={"fields": {"worker": self.name}})
-        listener = self._listener()
-        last_beat = last_jobs = datetime.min.replace(tzinfo=self.started_at.tzinfo)
+        listener: psycopg.Connection[Any] | None = None
+        last_beat = last_jobs = self.started_at - JOB_INTERVAL
         try:
             while not self.stopping.is_set():
                 if exit_with_parent and os.getppid() != parent:
@@ -223,7 +237,9 @@ class DeliveryWorker:
                 if self._safely(self.fan_out, now):
                     self._notify()
                     continue
-                self._wait(listener)
+                listener = listener or self._listener()
+                if not self._wait(listener):
+                    listener = None  # the database went away: listen again later
         finally:
             self.stop()
             for thread in senders:
@@ -231,7 +247,6 @@ class DeliveryWorker:
             self._safely(self._forget, utcnow())
             if listener is not None:
                 listener.close()
-            self.webhooks.close()
             log.info("worker stopped", extra={"fields": {"worker": self.name}})
 
     def stop(self) -> None:
@@ -249,26 +264,30 @@ class DeliveryWorker:
         with self.wake:
             self.wake.notify_all()
 
-    def _jobs(self, now: datetime) -> None:
+    def _jobs(self, now: datetime) -> int:
         due = self._last_reminders is None or now - self._last_reminders >= REMINDER_INTERVAL
         done = self.run_jobs(now, reminders=due)
         if due:
             self._last_reminders = now
         if done.escalated or done.disabled or done.reminded:
             self._notify()
+        return done.escalated + done.disabled + done.reminded
 
-    def _beat(self, now: datetime) -> None:
+    def _beat(self, now: datetime) -> int:
         with self.sessions() as db:
             beat(db=db, name=self.name, started_at=self.started_at, now=now)
             db.commit()
+        return 1
 
-    def _forget(self, _now: datetime) -> None:
+    def _forget(self, _now: datetime) -> int:
         with self.sessions() as db:
             forget_worker(db=db, name=self.name)
             db.commit()
+        return 1
 
     def _listener(self) -> psycopg.Connection[Any] | None:
-        """A PostgreSQL connection LISTENing for new events; None on SQLite."""
+        """A PostgreSQL connection LISTENing for new events; None on SQLite or when the
+        database cannot be reached (polling covers it)."""
         url = self.settings.database_url
         if not url.startswith("postgresql"):
             return None
@@ -277,23 +296,25 @@ class DeliveryWorker:
             connection = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
             connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
         except psycopg.Error:
-            log.warning("worker cannot LISTEN; polling instead")
             return None
         return connection
 
-    def _wait(self, listener: psycopg.Connection[Any] | None) -> None:
+    def _wait(self, listener: psycopg.Connection[Any] | None) -> bool:
+        """Sleep until notified or the poll interval passes; False when the listener broke."""
         timeout = self.delivery.poll_seconds
         if listener is None:
             self.stopping.wait(timeout)
-            return
+            return True
         try:
             for _ in listener.notifies(timeout=timeout, stop_after=1):
                 pass
         except psycopg.Error:
-            # The database went away; the next steps fail and retry until it is back.
+            listener.close()
             self.stopping.wait(timeout)
+            return False
+        return True
 
-    def _safely(self, step: Any, now: datetime) -> Any:
+    def _safely(self, step: Callable[[datetime], T], now: datetime) -> T | int:
         """Run one step; a failure (the database restarting, say) is logged, not fatal."""
         try:
             return step(now)
@@ -301,7 +322,10 @@ class DeliveryWorker:
             log.error(
                 "worker step failed",
                 extra={
-                    "fields": {"step": getattr(step, "__name__", "?"), "error": type(exc).__name__}
+                    "fields": {
+                        "step": getattr(step, "__name__", "?"),
+                        "error": type(exc).__name__,
+                    }
                 },
             )
             self.stopping.wait(self.delivery.poll_seconds)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
 from typing import Any
 
 from flask import Response, request
@@ -23,9 +21,15 @@ from api.http import (
 )
 from models.accounts import Role
 from models.base import utcnow
-from models.delivery import Delivery, DeliveryAttempt, DeliveryStatus, delivery_health, redeliver
-from models.errors import NotFound
-from models.events import Event
+from models.delivery import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    attempts_of,
+    deliveries_of,
+    redeliver,
+)
+from models.delivery_health import delivery_health
 from models.webhooks import (
     Webhook,
     check_url,
@@ -49,8 +53,6 @@ ns = Namespace("webhooks", path="/", description="Webhooks and delivery")
 _in, _update, _out, _secret_out = WebhookIn(), WebhookUpdate(), WebhookOut(), WebhookSecretOut()
 _list_out, _delivery_out, _deliveries_out = WebhookListOut(), DeliveryOut(), DeliveryListOut()
 _health_out = DeliveryHealthOut()
-# A worker that has not beaten for this long is not listed as alive.
-LIVE_WITHIN_SECONDS = 30
 
 
 def _view(hook: Webhook) -> dict[str, Any]:
@@ -146,17 +148,8 @@ class WebhookRotate(Resource):
 
 
 def _delivery_views(rows: list[tuple[Delivery, str]]) -> list[dict[str, Any]]:
-    """Deliveries with their attempts, in one query for the whole page."""
-    ids = [delivery.id for delivery, _type in rows]
-    attempts: dict[uuid.UUID, list[DeliveryAttempt]] = {i: [] for i in ids}
-    if ids:
-        found = get_db().scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.delivery_id.in_(ids))
-            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number)
-        )
-        for attempt in found:
-            attempts[attempt.delivery_id].append(attempt)
+    """Deliveries with their attempts (one query for the whole page)."""
+    attempts = attempts_of(db=get_db(), delivery_ids=[delivery.id for delivery, _ in rows])
     return [
         {
             **{c.key: getattr(delivery, c.key) for c in Delivery.__table__.columns},
@@ -164,7 +157,10 @@ def _delivery_views(rows: list[tuple[Delivery, str]]) -> list[dict[str, Any]]:
             "next_attempt_at": (
                 delivery.next_attempt_at if delivery.status == DeliveryStatus.pending else None
             ),
-            "attempt_log": [vars(a) for a in attempts[delivery.id]],
+            "attempt_log": [
+                {c.key: getattr(a, c.key) for c in DeliveryAttempt.__table__.columns}
+                for a in attempts[delivery.id]
+            ],
         }
         for delivery, event_type in rows
     ]
@@ -177,20 +173,12 @@ class WebhookDeliveries(Resource):
         """The endpoint's deliveries newest first, each with its attempts; `status` filters."""
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
-        stmt = (
-            select(Delivery, Event.type)
-            .join(Event, Event.id == Delivery.event_id)
-            .where(Delivery.webhook_id == hook.id)
-            .order_by(Delivery.created_at.desc(), Delivery.id.desc())
-        )
         status = request.args.get("status")
-        if status is not None:
-            if status not in {s.value for s in DeliveryStatus}:
-                raise validation_error({"status": ["Must be pending, delivered or failed."]})
-            stmt = stmt.where(Delivery.status == status)
+        if status is not None and status not in {s.value for s in DeliveryStatus}:
+            raise validation_error({"status": ["Must be pending, delivered or failed."]})
         rows, next_cursor = keyset_page(
             db,
-            stmt,
+            deliveries_of(hook.id, status),
             keys=(Delivery.created_at, Delivery.id),
             key_of=lambda row: (row[0].created_at, row[0].id),
         )
@@ -202,19 +190,14 @@ class WebhookDeliveries(Resource):
 class WebhookRedeliver(Resource):
     @require_auth(Role.admin)
     def post(self, webhook_id: str, delivery_id: str) -> Response:
-        """Send one delivery again now, with a fresh retry schedule and the same event id."""
+        """Send a delivered or failed delivery again now (same event id, fresh retries)."""
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
-        row = db.execute(
-            select(Delivery, Event.type)
-            .join(Event, Event.id == Delivery.event_id)
-            .where(Delivery.id == path_id(delivery_id), Delivery.webhook_id == hook.id)
-        ).one_or_none()
-        if row is None:
-            raise NotFound("No such delivery.")
-        delivery = redeliver(db=db, delivery=row[0], now=utcnow())
+        delivery, event_type = redeliver(
+            db=db, hook=hook, delivery_id=path_id(delivery_id), now=utcnow()
+        )
         db.commit()
-        return json_response(_delivery_out.dump(_delivery_views([(delivery, row[1])])[0]), 202)
+        return json_response(_delivery_out.dump(_delivery_views([(delivery, event_type)])[0]), 202)
 
 
 @ns.route("/delivery-health")
@@ -222,8 +205,6 @@ class DeliveryHealth(Resource):
     @require_auth(Role.admin)
     def get(self) -> Response:
         """Backlog, its age, failed deliveries, endpoints and live workers (no health data)."""
-        health = delivery_health(
-            db=get_db(), now=utcnow(), live_within=timedelta(seconds=LIVE_WITHIN_SECONDS)
-        )
+        health = delivery_health(db=get_db(), now=utcnow())
         health["email_enabled"] = settings().delivery.email_enabled
         return json_response(_health_out.dump(health))

@@ -15,6 +15,10 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+# Unacknowledged high-priority alerts that exist at upgrade are overdue: the first worker
+# run escalates them (intended: nobody has looked at them).
+ESCALATION_DUE = "priority = 'high' AND acknowledged_at IS NULL AND escalated_at IS NULL"
+
 
 def upgrade() -> None:
     op.create_table(
@@ -111,6 +115,7 @@ def upgrade() -> None:
         sa.Column("retry_step", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lease_token", sa.Uuid(), nullable=True),
         sa.Column("leased_by", sa.String(length=120), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
@@ -167,10 +172,22 @@ def upgrade() -> None:
 
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index(
+            "ix_alerts_escalation_due",
+            ["created_at"],
+            unique=False,
+            sqlite_where=sa.text(ESCALATION_DUE),
+            postgresql_where=sa.text(ESCALATION_DUE),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_alerts_escalation_due",
+            sqlite_where=sa.text(ESCALATION_DUE),
+            postgresql_where=sa.text(ESCALATION_DUE),
+        )
         batch_op.drop_column("escalated_at")
 
     with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
