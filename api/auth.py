@@ -17,6 +17,7 @@ from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
 from models.accounts import Role, User, load_principal
 from models.care import can_see_patient
+from models.organisations import MemberRole, Membership, Organisation, active_membership
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,3 +115,31 @@ def resolve_patient_for_write(raw: str) -> uuid.UUID:
     if current_principal().user.id != patient_id:
         raise ApiError(403, "Only the patient records this data.", slug="forbidden")
     return patient_id
+
+
+def organisation_as_admin(raw: str) -> Organisation:
+    """``{organisation_id}`` for an org admin of it; 403 for its other members, 404 for
+    everyone else (an organisation one does not belong to does not exist for them)."""
+    principal = current_principal()
+    organisation_id = path_id(raw)
+    db = get_db()
+    membership = db.scalars(
+        active_membership(user_id=principal.user.id, organisation_id=organisation_id)
+    ).one_or_none()
+    organisation = db.get(Organisation, organisation_id) if membership is not None else None
+    if membership is None or organisation is None:
+        raise not_found()
+    if membership.role != MemberRole.org_admin.value:
+        raise ApiError(403, "Only the organisation's admins may do this.", slug="forbidden")
+    return organisation
+
+
+def caller_membership(organisation_id: uuid.UUID) -> Membership | None:
+    """The caller's active membership of the organisation, if any."""
+    return (
+        get_db()
+        .scalars(
+            active_membership(user_id=current_principal().user.id, organisation_id=organisation_id)
+        )
+        .one_or_none()
+    )

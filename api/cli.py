@@ -52,6 +52,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     from api.db import make_engine, make_session_factory
     from models.accounts import Role, create_user
     from models.errors import DomainError
+    from models.organisations import MemberRole, add_member, organisation_for_cli
     from models.passwords import Passwords
 
     if not args.password_stdin:
@@ -63,17 +64,25 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as db:
+            operator = args.role == "admin"
             user = create_user(
                 db=db,
                 passwords=Passwords(settings.argon2),
                 email=args.email,
                 password=password,
-                role=Role(args.role),
+                role=Role.admin if operator else Role.clinician,
                 display_name=args.display_name or args.email.split("@")[0],
                 timezone=args.timezone,
             )
+            where = ""
+            if not operator:
+                organisation = organisation_for_cli(db=db, name=args.organisation)
+                add_member(
+                    db=db, user=user, organisation_id=organisation.id, role=MemberRole(args.role)
+                )
+                where = f" in organisation {organisation.id} ({organisation.name})"
             db.commit()
-            print(f"created {args.role} {user.id}")
+            print(f"created {args.role} {user.id}{where}")
     except DomainError as exc:
         messages = getattr(exc, "errors", None) or {"error": [exc.detail]}
         for field, problems in messages.items():
@@ -102,9 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     users = sub.add_parser("users", help="accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)
-    create = users_sub.add_parser("create", help="create a clinician or admin")
+    create = users_sub.add_parser(
+        "create", help="create an operator (admin), or a clinician or org admin of an organisation"
+    )
     create.add_argument("--email", required=True)
-    create.add_argument("--role", required=True, choices=["clinician", "admin"])
+    create.add_argument("--role", required=True, choices=["clinician", "org_admin", "admin"])
+    create.add_argument(
+        "--organisation",
+        help="name of the organisation a clinician or org_admin joins (made if there is none "
+        "of that name); optional when the database has at most one organisation",
+    )
     create.add_argument(
         "--password-stdin",
         action="store_true",

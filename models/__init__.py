@@ -7,6 +7,7 @@ from models.audit import AuditEvent, AuditSubject
 from models.base import Base
 from models.care import CareLink, Invite
 from models.mood import MoodEntry, MoodEntryVersion
+from models.organisations import Membership, Organisation, StaffInvite
 from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
@@ -19,12 +20,15 @@ __all__ = [
     "Base",
     "CareLink",
     "Invite",
+    "Membership",
     "MoodEntry",
     "MoodEntryVersion",
     "Observation",
+    "Organisation",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "StaffInvite",
     "SyncCounter",
     "TokenFamily",
     "TreatmentSession",

@@ -21,7 +21,8 @@ from api import create_app
 from api.cli import alembic_config
 from api.config import Settings
 from api.db import make_engine
-from models.accounts import Role, create_user
+from models.accounts import Role, User, create_user
+from models.organisations import MemberRole, Organisation, add_member, create_organisation
 from models.passwords import Argon2Params, Passwords
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,10 +174,34 @@ def register_patient(
     return {**response.get_json(), "password": PASSWORD}
 
 
+TEST_CLINIC = "Test clinic"
+
+
+def make_organisation(app: Flask, name: str | None = None) -> str:
+    """A new organisation (its id); named uniquely unless a name is given."""
+    with app.extensions["moodtrack"].session_factory() as session:
+        organisation = create_organisation(db=session, name=name or unique_email("clinic"))
+        session.commit()
+        return str(organisation.id)
+
+
+def _test_clinic(session: Any) -> uuid.UUID:
+    from sqlalchemy import select
+
+    found = session.scalars(select(Organisation.id).where(Organisation.name == TEST_CLINIC)).first()
+    return found or create_organisation(db=session, name=TEST_CLINIC).id
+
+
 def make_staff(
-    app: Flask, *, role: Role = Role.clinician, email: str | None = None
+    app: Flask,
+    *,
+    role: Role = Role.clinician,
+    email: str | None = None,
+    organisation_id: str | None = None,
+    member_role: MemberRole = MemberRole.clinician,
 ) -> dict[str, Any]:
-    """Create a clinician or admin the way the CLI does."""
+    """Create a staff account (a member of ``organisation_id``, else of the shared test clinic)
+    or an operator (``Role.admin``, no organisation), as the CLI does."""
     email = email or unique_email(role.value)
     with app.extensions["moodtrack"].session_factory() as session:
         user = create_user(
@@ -188,8 +213,25 @@ def make_staff(
             display_name=f"Dr {role.value}",
             timezone="UTC",
         )
+        org = None
+        if role == Role.clinician:
+            org = uuid.UUID(organisation_id) if organisation_id else _test_clinic(session)
+            add_member(db=session, user=user, organisation_id=org, role=member_role)
         session.commit()
-        return {"id": str(user.id), "email": email, "password": PASSWORD}
+        return {
+            "id": str(user.id),
+            "email": email,
+            "password": PASSWORD,
+            "organisation_id": str(org) if org else None,
+        }
+
+
+def join(app: Flask, user_id: str, organisation_id: str, role: MemberRole) -> None:
+    """Make an existing staff account a member of another organisation."""
+    with app.extensions["moodtrack"].session_factory() as session:
+        user = session.get(User, uuid.UUID(user_id))
+        add_member(db=session, user=user, organisation_id=uuid.UUID(organisation_id), role=role)
+        session.commit()
 
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, Any]:

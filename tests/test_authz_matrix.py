@@ -1,7 +1,9 @@
 """The authorization matrix: route x method x actor -> status, one table, one test per cell.
 
 Actors: the patient who owns the data, another patient, a clinician linked to the patient, an
-unlinked clinician, an admin, and no one (no token). The world is built once per module
+unlinked clinician of the same organisation, a clinician and an org admin of another
+organisation, an org admin of the patient's organisation, the operator (admin), and no one
+(no token). The world is built once per module
 through the API (the users, a care link, an open invite, a mood entry, a self-report and a
 clinician-rated assessment, a completed clinic session with an observation, a home session,
 the open self_harm alert of a PHQ-9 with item 9 = 1), and every cell runs in a savepoint of
@@ -32,12 +34,45 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import sessionmaker
 
 from models.accounts import Role, User
-from tests.conftest import PASSWORD, login, make_staff, register_patient, unique_email
+from models.organisations import MemberRole, Membership, Organisation
+from tests.conftest import (
+    PASSWORD,
+    login,
+    make_organisation,
+    make_staff,
+    register_patient,
+    unique_email,
+)
 
-ACTORS = ("patient", "other_patient", "linked", "unlinked", "admin", "anonymous")
-STAFF = ("linked", "unlinked", "admin")
+ACTORS = (
+    "patient",
+    "other_patient",
+    "linked",
+    "unlinked",
+    "other_clinician",
+    "org_admin",
+    "other_org_admin",
+    "admin",
+    "anonymous",
+)
+# Staff of the patient's organisation (A) and of another one (B), and the operator.
+STAFF = {
+    "linked": ("A", MemberRole.clinician),
+    "unlinked": ("A", MemberRole.clinician),
+    "org_admin": ("A", MemberRole.org_admin),
+    "other_clinician": ("B", MemberRole.clinician),
+    "other_org_admin": ("B", MemberRole.org_admin),
+    "admin": ("", MemberRole.clinician),
+}
 # Those who may not see the patient (the admin reads the audit trail, which names them).
-OUTSIDERS = ("other_patient", "unlinked", "anonymous")
+OUTSIDERS = (
+    "other_patient",
+    "unlinked",
+    "other_clinician",
+    "org_admin",
+    "other_org_admin",
+    "anonymous",
+)
 API = "/api/v1"
 P = f"{API}/patients/<patient_id>"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -49,12 +84,30 @@ def iso(instant: datetime) -> str:
 
 
 def cells(
-    patient: int, other_patient: int, linked: int, unlinked: int, admin: int, anonymous: int
+    patient: int,
+    other_patient: int,
+    linked: int,
+    unlinked: int,
+    admin: int,
+    anonymous: int,
+    *,
+    other_clinician: int | None = None,
+    org_admin: int | None = None,
+    other_org_admin: int | None = None,
 ) -> dict[str, int]:
-    """Expected statuses, one per actor, in ACTORS order."""
-    return dict(
-        zip(ACTORS, (patient, other_patient, linked, unlinked, admin, anonymous), strict=True)
-    )
+    """Expected statuses, one per actor; the other organisation's clinician and both org
+    admins answer as the unlinked clinician unless given (none of them sees the patient)."""
+    return {
+        "patient": patient,
+        "other_patient": other_patient,
+        "linked": linked,
+        "unlinked": unlinked,
+        "other_clinician": unlinked if other_clinician is None else other_clinician,
+        "org_admin": unlinked if org_admin is None else org_admin,
+        "other_org_admin": unlinked if other_org_admin is None else other_org_admin,
+        "admin": admin,
+        "anonymous": anonymous,
+    }
 
 
 # The recurring columns.
@@ -74,8 +127,14 @@ PATIENT_SELF = cells(200, 404, 403, 403, 403, 401)
 LINKED_CLINICIAN = cells(403, 403, 200, 404, 403, 401)
 # One's own account, any patient (their own /me).
 ANY_PATIENT = cells(200, 200, 403, 403, 403, 401)
-ANY_CLINICIAN = cells(403, 403, 200, 200, 403, 401)
+# Any staff account: their own (organisation-scoped) cohort and inbox.
+ANY_STAFF = cells(403, 403, 200, 200, 403, 401)
+# The operator's routes.
 ADMIN_ONLY = cells(403, 403, 403, 403, 200, 401)
+# An org admin's routes on their organisation (A): its other members 403, outsiders 404.
+ORG_ADMIN = cells(
+    403, 403, 403, 403, 403, 401, other_clinician=404, org_admin=200, other_org_admin=404
+)
 
 
 def success(expect: dict[str, int], status: int) -> dict[str, int]:
@@ -249,8 +308,61 @@ TABLE: tuple[Row, ...] = (
         if_match="user",
     ),
     Row("GET", f"{API}/audit-events", ADMIN_ONLY),
+    # Organisations: the operator's; their staff: their org admins'.
+    Row(
+        "POST",
+        f"{API}/organisations",
+        success(ADMIN_ONLY, 201),
+        body=lambda _w, _a: {"name": "Clinic C", "first_admin": {"email": unique_email("oa")}},
+    ),
+    Row("GET", f"{API}/organisations", ADMIN_ONLY),
+    Row("GET", f"{API}/organisations/<organisation_id>", ADMIN_ONLY),
+    Row(
+        "PATCH",
+        f"{API}/organisations/<organisation_id>",
+        ADMIN_ONLY,
+        body=fixed({"name": "Renamed clinic"}),
+        if_match="organisation",
+    ),
+    Row("GET", f"{API}/organisations/<organisation_id>/members", ORG_ADMIN),
+    Row(
+        "POST",
+        f"{API}/organisations/<organisation_id>/staff-invites",
+        success(ORG_ADMIN, 201),
+        body=lambda _w, _a: {"email": unique_email("new-staff"), "role": "clinician"},
+    ),
+    Row(
+        "PATCH",
+        f"{API}/organisations/<organisation_id>/members/<user_id>",
+        ORG_ADMIN,
+        body=fixed({"role": "org_admin"}),
+        if_match="member",
+    ),
+    Row(
+        "DELETE",
+        f"{API}/organisations/<organisation_id>/members/<user_id>",
+        success(ORG_ADMIN, 204),
+        if_match="member",
+    ),
+    # The code is the right to join; a token, if sent, changes nothing.
+    Row(
+        "POST",
+        f"{API}/auth/staff-invites/accept",
+        success(EVERYONE, 201),
+        body=lambda w, _a: {
+            "code": w.ids["staff_code"],
+            "password": PASSWORD,
+            "display_name": "Dr Newcomer",
+        },
+    ),
     # Care team.
-    Row("POST", f"{API}/invites", success(ANY_CLINICIAN, 201)),
+    # An org admin is no one's clinician (403); the other organisation's clinician invites
+    # into their own.
+    Row(
+        "POST",
+        f"{API}/invites",
+        cells(403, 403, 201, 201, 403, 401, org_admin=403, other_org_admin=403),
+    ),
     # The open invite is the unlinked clinician's: either patient may take it.
     Row(
         "POST",
@@ -261,7 +373,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{API}/care-links", cells(200, 200, 200, 200, 403, 401)),
     # Either party ends the link; anyone else finds no such link.
     Row("DELETE", f"{API}/care-links/<link_id>", success(READ, 204)),
-    Row("GET", f"{API}/patients", ANY_CLINICIAN),
+    Row("GET", f"{API}/patients", ANY_STAFF),
     Row("GET", f"{P}", READ),
     # Mood entries: self-recorded.
     Row("POST", f"{P}/mood-entries", success(SELF_WRITE, 201), body=mood_body),
@@ -389,7 +501,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{P}/due", PATIENT_SELF),
     Row("GET", f"{P}/access-log", PATIENT_SELF),
     # Alerts: the linked clinician's inbox.
-    Row("GET", f"{API}/alerts", ANY_CLINICIAN),
+    Row("GET", f"{API}/alerts", ANY_STAFF),
     Row("GET", f"{P}/alerts", LINKED_CLINICIAN),
     Row(
         "POST",
@@ -424,8 +536,15 @@ def build_world(app: Flask) -> World:
     other = register_patient(client)
     emails = {"patient": patient["email"], "other_patient": other["email"]}
     ids = {"patient_id": patient["id"], "other_patient_id": other["id"], "instrument": "phq9"}
-    for actor in STAFF:
-        staff = make_staff(app, role=Role.admin if actor == "admin" else Role.clinician)
+    organisations = {"A": make_organisation(app), "B": make_organisation(app)}
+    ids["organisation_id"] = organisations["A"]
+    for actor, (organisation, member_role) in STAFF.items():
+        staff = make_staff(
+            app,
+            role=Role.admin if actor == "admin" else Role.clinician,
+            organisation_id=organisations.get(organisation),
+            member_role=member_role,
+        )
         emails[actor] = staff["email"]
         ids[f"{actor}_id"] = staff["id"]
     tokens = {actor: login(client, email) for actor, email in emails.items()}
@@ -468,15 +587,40 @@ def build_world(app: Flask) -> World:
     alerts = client.get(f"{base}/alerts", headers=ch).get_json()["items"]
     ids["alert_id"] = next(a["id"] for a in alerts if a["rule"] == "self_harm")
 
-    # Accounts: the admin's target is the unlinked clinician; each caller's own profile.
+    # An open staff invite of organisation A, for someone without an account.
+    invite = client.post(
+        f"{API}/organisations/{organisations['A']}/staff-invites",
+        json={"email": unique_email("invited"), "role": "clinician"},
+        headers=headers["org_admin"],
+    )
+    assert invite.status_code == 201, invite.get_json()
+    ids["staff_code"] = invite.get_json()["code"]
+
+    # Accounts: the admin's and org admin's target is the unlinked clinician; each caller's
+    # own profile.
     ids["user_id"] = ids["unlinked_id"]
     with app.extensions["moodtrack"].session_factory() as db:
         for actor in ACTORS[:-1]:
             user = db.get(User, uuid.UUID(ids[f"{actor}_id"]))
             assert user is not None
             etags[actor] = user.etag
+        organisation = db.get(Organisation, uuid.UUID(organisations["A"]))
+        membership = db.get(Membership, _membership_id(db, ids["unlinked_id"], organisations["A"]))
+        assert organisation is not None and membership is not None
+        etags["organisation"], etags["member"] = organisation.etag, membership.etag
     etags["user"] = etags["unlinked"]
     return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags)
+
+
+def _membership_id(db: Any, user_id: str, organisation_id: str) -> uuid.UUID:
+    from sqlalchemy import select
+
+    return db.scalars(
+        select(Membership.id).where(
+            Membership.user_id == uuid.UUID(user_id),
+            Membership.organisation_id == uuid.UUID(organisation_id),
+        )
+    ).one()
 
 
 PLACEHOLDER = re.compile(r"<(\w+)>")

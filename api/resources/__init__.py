@@ -34,6 +34,7 @@ def build_api(app: Flask) -> Api:
         erasure,
         instruments,
         mood,
+        organisations,
         patients,
         reports,
         sessions,
@@ -59,6 +60,8 @@ def build_api(app: Flask) -> Api:
         reports.export_ns,
         alerts.ns,
         erasure.ns,
+        organisations.ns,
+        organisations.accept_ns,
     ):
         api.add_namespace(namespace)
     api.init_app(app, add_specs=False)

@@ -15,7 +15,7 @@ from api.errors import not_found, validation_error
 from api.http import decode_cursor, encode_cursor, json_response, page_limit
 from models.accounts import Role, User
 from models.base import utcnow
-from models.care import CareLink
+from models.care import CareLink, visible_link
 from models.cohort import SORTS, cohort_page
 from schemas.accounts import CohortOut, PatientOut
 
@@ -80,9 +80,7 @@ class PatientItem(Resource):
         if principal.role == Role.clinician:
             since = db.scalar(
                 select(CareLink.created_at).where(
-                    CareLink.patient_id == patient.id,
-                    CareLink.clinician_id == principal.user.id,
-                    CareLink.ended_at.is_(None),
+                    CareLink.patient_id == patient.id, visible_link(principal.user.id)
                 )
             )
         body = _patient_out.dump(
