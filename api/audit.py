@@ -40,6 +40,13 @@ NAMED_ACTIONS = {
     ("GET", "/me/export"): "export",
     ("DELETE", "/me"): "erase",
     ("POST", "/alerts/<alert_id>/acknowledge"): "acknowledge",
+    ("POST", "/auth/staff-invites/accept"): "staff_invite_accepted",
+    ("POST", "/organisations/<organisation_id>/staff-invites"): "staff_invite_created",
+    ("POST", "/auth/2fa/enrol"): "second_factor_enrol",
+    ("POST", "/auth/2fa/confirm"): "second_factor_on",
+    ("POST", "/auth/2fa/verify"): "login_second_factor",
+    ("DELETE", "/auth/2fa"): "second_factor_off",
+    ("DELETE", "/organisations/<organisation_id>/members/<user_id>/2fa"): "second_factor_reset",
 }
 API_PREFIX = "/api/v1"
 VERB_SEGMENTS = frozenset({"acknowledge", "batch"})

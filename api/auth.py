@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 
 from api.audit import note_patients
-from api.db import get_db
+from api.db import get_db, settings
 from api.errors import ApiError, not_found, unauthorized
 from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
 from models.accounts import Role, User, load_principal
 from models.care import can_see_patient
 from models.organisations import MemberRole, Membership, Organisation, active_membership
+from models.second_factor import has_second_factor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,13 +74,37 @@ def authenticate_request() -> Principal:
     return g.principal
 
 
-def require_auth(*roles: Role) -> Callable[[F], F]:
-    """View decorator: a valid token, and one of ``roles`` when given (else 403)."""
+STAFF_ROLES = frozenset({Role.clinician, Role.admin})
+
+
+def enrolment_required(principal: Principal) -> bool:
+    """A staff account without 2FA while MOODTRACK_REQUIRE_STAFF_2FA is on (may only enrol)."""
+    if principal.role not in STAFF_ROLES or not settings().require_staff_2fa:
+        return False
+    if "has_second_factor" not in g:
+        g.has_second_factor = has_second_factor(db=get_db(), user_id=principal.user.id)
+    return not g.has_second_factor
+
+
+def require_auth(*roles: Role, allow_unenrolled: bool = False) -> Callable[[F], F]:
+    """View decorator: a valid token, and one of ``roles`` when given (else 403).
+
+    Staff who must use 2FA and have not enrolled get 403 everywhere but the views marked
+    ``allow_unenrolled`` (enrolment itself, and logout).
+    """
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate_request()
+            if not allow_unenrolled and enrolment_required(principal):
+                raise ApiError(
+                    403,
+                    "Staff must turn on two-factor sign-in first: POST /api/v1/auth/2fa/enrol, "
+                    "then POST /api/v1/auth/2fa/confirm.",
+                    slug="second-factor-enrolment-required",
+                    title="Two-factor enrolment required",
+                )
             if roles and principal.role not in roles:
                 raise ApiError(403, "Your role may not use this operation.", slug="forbidden")
             return view(*args, **kwargs)

@@ -51,6 +51,7 @@ class RateLimits:
     invites_per_clinician: str = UNREACHABLE_LIMIT
     writes_per_user: str = UNREACHABLE_LIMIT
     password_checks_per_user: str = UNREACHABLE_LIMIT
+    second_factor_per_user: str = UNREACHABLE_LIMIT
 
 
 # What load_settings() applies when the environment is silent (the README's defaults):
@@ -64,6 +65,7 @@ RATE_LIMIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("invites_per_clinician", "MOODTRACK_RATELIMIT_INVITES_PER_CLINICIAN", "30/hour;200/day"),
     ("writes_per_user", "MOODTRACK_RATELIMIT_WRITES_PER_USER", "120/minute"),
     ("password_checks_per_user", "MOODTRACK_RATELIMIT_PASSWORD_CHECKS_PER_USER", "10/hour"),
+    ("second_factor_per_user", "MOODTRACK_RATELIMIT_2FA_PER_USER", "5/minute;20/hour"),
 )
 
 
@@ -89,6 +91,12 @@ class Settings:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     # How many reverse proxies in front of the app set X-Forwarded-For (0: none trusted).
     trusted_proxies: int = 0
+    # Staff (clinicians, org admins, the operator) without 2FA may only enrol.
+    require_staff_2fa: bool = False
+    # Key ring for TOTP seeds at rest; empty: derived from the active signing key (tests).
+    totp_keys: dict[str, bytes] = field(default_factory=dict)
+    active_totp_kid: str = ""
+    mfa_token_ttl: timedelta = timedelta(minutes=5)
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -97,13 +105,13 @@ class Settings:
         return replace(self, **changes)
 
 
-def _parse_keys(spec: str) -> dict[str, bytes]:
+def _parse_keys(spec: str, variable: str = "MOODTRACK_SIGNING_KEYS") -> dict[str, bytes]:
     """Parse ``kid=secret,kid2=secret2``; a secret may be ``base64:...``."""
     keys: dict[str, bytes] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         kid, sep, secret = part.partition("=")
         if not sep or not kid or not secret:
-            raise ConfigError("MOODTRACK_SIGNING_KEYS must look like 'kid=secret,kid2=secret2'")
+            raise ConfigError(f"{variable} must look like 'kid=secret,kid2=secret2'")
         raw = (
             base64.b64decode(secret[len("base64:") :])
             if secret.startswith("base64:")
@@ -115,10 +123,10 @@ def _parse_keys(spec: str) -> dict[str, bytes]:
     return keys
 
 
-def _dev_key(instance_path: Path) -> dict[str, bytes]:
-    """A development signing key generated once and kept under instance/."""
+def _dev_key(instance_path: Path, name: str = "signing") -> dict[str, bytes]:
+    """A development key generated once and kept under instance/."""
     instance_path.mkdir(parents=True, exist_ok=True)
-    key_file = instance_path / "signing.key"
+    key_file = instance_path / f"{name}.key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(48))
         key_file.chmod(0o600)
@@ -194,6 +202,28 @@ def _rate_limits(env: dict[str, str]) -> RateLimits:
     return RateLimits(**values)
 
 
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ConfigError(f"{name} must be true or false")
+    return value in {"1", "true", "yes", "on"}
+
+
+def _totp_keys(env: dict[str, str], mode: str, instance_path: Path) -> tuple[dict[str, bytes], str]:
+    """The TOTP key ring: MOODTRACK_TOTP_KEYS (production needs it), else a development key."""
+    keys = _parse_keys(env.get("MOODTRACK_TOTP_KEYS", ""), "MOODTRACK_TOTP_KEYS")
+    if not keys:
+        if mode == "production":
+            raise ConfigError("MOODTRACK_TOTP_KEYS is required when MOODTRACK_ENV=production")
+        keys = _dev_key(instance_path, "totp")
+    active = env.get("MOODTRACK_ACTIVE_TOTP_KID") or next(iter(keys))
+    if active not in keys:
+        raise ConfigError("MOODTRACK_ACTIVE_TOTP_KID names no key in MOODTRACK_TOTP_KEYS")
+    return keys, active
+
+
 def _trusted_proxies(env: dict[str, str]) -> int:
     value = env.get("MOODTRACK_TRUSTED_PROXIES", "").strip() or "0"
     if not value.isdigit():
@@ -226,6 +256,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     access_ttl = _minutes(env, "MOODTRACK_ACCESS_TOKEN_MINUTES", timedelta(minutes=15))
     if access_ttl > timedelta(minutes=15):
         raise ConfigError("MOODTRACK_ACCESS_TOKEN_MINUTES may be at most 15")
+    totp_keys, active_totp_kid = _totp_keys(env, mode, instance_path)
     log_level = env.get("MOODTRACK_LOG_LEVEL", "INFO").upper()
     if not isinstance(logging.getLevelName(log_level), int):
         raise ConfigError("MOODTRACK_LOG_LEVEL must be a logging level name")
@@ -257,4 +288,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rules=_rules(env),
         rate_limits=_rate_limits(env),
         trusted_proxies=_trusted_proxies(env),
+        require_staff_2fa=_flag(env, "MOODTRACK_REQUIRE_STAFF_2FA", mode == "production"),
+        totp_keys=totp_keys,
+        active_totp_kid=active_totp_kid,
     )

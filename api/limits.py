@@ -34,9 +34,14 @@ REGISTER = f"{API_PREFIX}/auth/register"
 INVITES = f"{API_PREFIX}/invites"
 ME = f"{API_PREFIX}/me"
 PASSWORD = f"{API_PREFIX}/me/password"
+STAFF_ACCEPT = f"{API_PREFIX}/auth/staff-invites/accept"
+ENROL = f"{API_PREFIX}/auth/2fa/enrol"
+CONFIRM = f"{API_PREFIX}/auth/2fa/confirm"
+VERIFY = f"{API_PREFIX}/auth/2fa/verify"
+SECOND_FACTOR = f"{API_PREFIX}/auth/2fa"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Sign-up and login are counted by address and account instead: there is no user yet.
-_NOT_PER_USER = frozenset({LOGIN, REGISTER})
+_NOT_PER_USER = frozenset({LOGIN, REGISTER, STAFF_ACCEPT, VERIFY})
 # A Redis that hangs must not hang requests: give up quickly and let the request through.
 _REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
@@ -89,6 +94,20 @@ def user_key() -> str:
     return f"address:{client_address()}"
 
 
+def second_factor_key() -> str:
+    """The user a 2FA attempt is for: the bearer's, or the login step's (``mfa_token``)."""
+    if request.path == VERIFY:
+        try:
+            payload = json.loads(request.get_data(cache=True))
+            token = payload.get("mfa_token") if isinstance(payload, dict) else None
+            if isinstance(token, str):
+                return f"user:{_services().tokens.verify_mfa(token).user_id}"
+        except (ValueError, UnicodeDecodeError, HTTPException, TokenRejected):
+            pass
+        return f"address:{client_address()}"
+    return user_key()
+
+
 def _only(*operations: tuple[str, str]) -> Callable[[], bool]:
     """An ``exempt_when`` that exempts every request but the given (method, route) pairs."""
     wanted = frozenset(operations)
@@ -113,13 +132,18 @@ def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Calla
     """(limit, key, scope, exempt_when) of every limit: the one table of what is limited."""
     limits = settings.rate_limits
     return [
-        (limits.login_per_address, client_address, "login-address", _only(("POST", LOGIN))),
+        (
+            limits.login_per_address,
+            client_address,
+            "login-address",
+            _only(("POST", LOGIN), ("POST", VERIFY)),
+        ),
         (limits.login_per_account, account_key, "login-account", _only(("POST", LOGIN))),
         (
             limits.register_per_address,
             client_address,
             "register-address",
-            _only(("POST", REGISTER)),
+            _only(("POST", REGISTER), ("POST", STAFF_ACCEPT)),
         ),
         (limits.invites_per_clinician, user_key, "invites-user", _only(("POST", INVITES))),
         # Each of these checks the password: a stolen access token must not become an oracle.
@@ -127,7 +151,14 @@ def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Calla
             limits.password_checks_per_user,
             user_key,
             "password-user",
-            _only(("DELETE", ME), ("POST", PASSWORD)),
+            _only(("DELETE", ME), ("POST", PASSWORD), ("POST", ENROL), ("DELETE", SECOND_FACTOR)),
+        ),
+        # A code has a million values: guessing one must stay slow per account.
+        (
+            limits.second_factor_per_user,
+            second_factor_key,
+            "second-factor-user",
+            _only(("POST", VERIFY), ("POST", CONFIRM), ("DELETE", SECOND_FACTOR)),
         ),
         (limits.writes_per_user, user_key, "writes-user", _not_a_user_write),
     ]

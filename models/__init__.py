@@ -8,6 +8,7 @@ from models.base import Base
 from models.care import CareLink, Invite
 from models.mood import MoodEntry, MoodEntryVersion
 from models.organisations import Membership, Organisation, StaffInvite
+from models.second_factor import RecoveryCode, SecondFactor
 from models.sessions import Observation, TreatmentSession
 from models.sync import SyncCounter
 
@@ -25,9 +26,11 @@ __all__ = [
     "MoodEntryVersion",
     "Observation",
     "Organisation",
+    "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "SecondFactor",
     "StaffInvite",
     "SyncCounter",
     "TokenFamily",

@@ -55,6 +55,13 @@ class TokenPairOut(Schema):
     refresh_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "Bearer"})
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds."})
+    second_factor_enrolment_required = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True for staff who must turn on two-factor sign-in: until they "
+            "confirm it these tokens open only /auth/2fa/enrol, /auth/2fa/confirm and logout."
+        },
+    )
 
 
 class UserOut(Schema):

@@ -103,6 +103,9 @@ class MemberOut(Schema):
     display_name = fields.String(required=True)
     role = fields.String(required=True)
     disabled = fields.Boolean(required=True)
+    second_factor = fields.Boolean(
+        required=True, metadata={"description": "Whether two-factor sign-in is on."}
+    )
     created_at = fields.AwareDateTime(required=True)
 
 

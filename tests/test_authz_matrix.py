@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -151,6 +152,7 @@ class World:
     emails: dict[str, str]
     ids: dict[str, str]
     etags: dict[str, str]
+    app: Flask
 
 
 Body = Callable[["World", str], Any]
@@ -240,6 +242,15 @@ def own_refresh(world: World, actor: str) -> dict[str, Any]:
     return {"refresh_token": token}
 
 
+def second_step(world: World, _actor: str) -> dict[str, Any]:
+    """A fresh login step of the two-factor patient and a code of the next time-step (the
+    current one may already be spent: a code is accepted once)."""
+    tokens = world.app.extensions["moodtrack"].tokens
+    token = tokens.issue_mfa(user_id=uuid.UUID(world.ids["mfa_user_id"]), now=datetime.now(UTC))
+    code = pyotp.TOTP(world.ids["mfa_secret"]).at(datetime.now(UTC) + timedelta(seconds=30))
+    return {"mfa_token": token, "code": code}
+
+
 def fixed(body: Any) -> Body:
     return lambda _w, _a: body
 
@@ -270,6 +281,18 @@ TABLE: tuple[Row, ...] = (
     ),
     Row("POST", f"{API}/auth/refresh", EVERYONE, body=own_refresh),
     Row("POST", f"{API}/auth/logout", success(SIGNED_IN, 204)),
+    # Two-factor sign-in: anyone signed in enrols (staff must, patients may); nobody in the
+    # world has started one to confirm, nor turned it on to turn off (409 past the checks).
+    Row("POST", f"{API}/auth/2fa/enrol", SIGNED_IN, body=fixed({"password": PASSWORD})),
+    Row("POST", f"{API}/auth/2fa/confirm", success(SIGNED_IN, 409), body=fixed({"code": "123456"})),
+    Row(
+        "DELETE",
+        f"{API}/auth/2fa",
+        success(SIGNED_IN, 409),
+        body=fixed({"password": PASSWORD, "code": "123456"}),
+    ),
+    # The second step of a login: its token and a code, whoever else calls.
+    Row("POST", f"{API}/auth/2fa/verify", EVERYONE, body=second_step),
     # One's own account.
     Row("GET", f"{API}/me", SIGNED_IN),
     Row("PATCH", f"{API}/me", SIGNED_IN, body=fixed({"display_name": "Renamed"}), if_match="actor"),
@@ -343,6 +366,11 @@ TABLE: tuple[Row, ...] = (
         f"{API}/organisations/<organisation_id>/members/<user_id>",
         success(ORG_ADMIN, 204),
         if_match="member",
+    ),
+    Row(
+        "DELETE",
+        f"{API}/organisations/<organisation_id>/members/<user_id>/2fa",
+        success(ORG_ADMIN, 204),
     ),
     # The code is the right to join; a token, if sent, changes nothing.
     Row(
@@ -609,7 +637,20 @@ def build_world(app: Flask) -> World:
         assert organisation is not None and membership is not None
         etags["organisation"], etags["member"] = organisation.etag, membership.etag
     etags["user"] = etags["unlinked"]
-    return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags)
+    ids["mfa_user_id"], ids["mfa_secret"] = _two_factor_patient(client)
+    return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags, app=app)
+
+
+def _two_factor_patient(client: FlaskClient) -> tuple[str, str]:
+    """A patient with two-factor sign-in on (for the second step of a login)."""
+    patient = register_patient(client)
+    headers = _bearer(login(client, patient["email"]))
+    enrolment = client.post(f"{API}/auth/2fa/enrol", json={"password": PASSWORD}, headers=headers)
+    secret = enrolment.get_json()["secret"]
+    code = pyotp.TOTP(secret).now()
+    confirmed = client.post(f"{API}/auth/2fa/confirm", json={"code": code}, headers=headers)
+    assert confirmed.status_code == 200, confirmed.get_json()
+    return patient["id"], secret
 
 
 def _membership_id(db: Any, user_id: str, organisation_id: str) -> uuid.UUID:

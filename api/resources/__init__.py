@@ -37,6 +37,7 @@ def build_api(app: Flask) -> Api:
         organisations,
         patients,
         reports,
+        second_factor,
         sessions,
         trends,
     )
@@ -45,6 +46,7 @@ def build_api(app: Flask) -> Api:
     api = ProblemApi(prefix=API_PREFIX, doc=False, catch_all_404s=False)
     for namespace in (
         accounts.auth_ns,
+        second_factor.ns,
         accounts.me_ns,
         accounts.users_ns,
         care.ns,

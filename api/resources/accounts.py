@@ -9,7 +9,7 @@ from flask import Response, current_app
 from flask_restx import Namespace, Resource
 
 from api.audit import note_actor
-from api.auth import current_principal, require_auth
+from api.auth import STAFF_ROLES, current_principal, require_auth
 from api.db import get_db
 from api.errors import not_found
 from api.http import empty_response, json_response, load_body, require_if_match
@@ -25,6 +25,7 @@ from models.accounts import (
     start_session,
 )
 from models.base import utcnow
+from models.second_factor import has_second_factor
 from schemas.accounts import (
     LoginIn,
     MeUpdate,
@@ -36,13 +37,14 @@ from schemas.accounts import (
     UserOut,
     UserUpdate,
 )
+from schemas.second_factor import MfaRequiredOut
 
 auth_ns = Namespace("auth", path="/auth", description="Sign-up and tokens")
 me_ns = Namespace("me", path="/me", description="The caller's own account")
 users_ns = Namespace("users", path="/users", description="Staff accounts (admin)")
 
 _register_in, _login_in, _refresh_in = RegisterIn(), LoginIn(), RefreshIn()
-_token_out, _user_out = TokenPairOut(), UserOut()
+_token_out, _user_out, _mfa_out = TokenPairOut(), UserOut(), MfaRequiredOut()
 _me_update, _password_in = MeUpdate(), PasswordChangeIn()
 _user_create_in, _user_update = UserCreateIn(), UserUpdate()
 
@@ -66,15 +68,23 @@ def user_view(user: User) -> dict[str, Any]:
     )
 
 
-def _token_pair(user: User, family_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
-    tokens = _services().tokens
+def token_pair(user: User, family_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
+    """A fresh access token for the session, with its refresh token, as TokenPairOut."""
+    services = _services()
+    tokens = services.tokens
     access = tokens.issue(user_id=user.id, role=user.role.value, family_id=family_id, now=utcnow())
+    enrol = (
+        services.settings.require_staff_2fa
+        and user.role in STAFF_ROLES
+        and not has_second_factor(db=get_db(), user_id=user.id)
+    )
     return _token_out.dump(
         {
             "access_token": access,
             "refresh_token": refresh_token,
             "token_type": "Bearer",
             "expires_in": int(tokens.ttl.total_seconds()),
+            "second_factor_enrolment_required": enrol,
         }
     )
 
@@ -97,11 +107,21 @@ class Login(Resource):
         data = load_body(_login_in)
         db = get_db()
         services = _services()
-        user = authenticate(db=db, passwords=services.passwords, now=utcnow(), **data)
+        now = utcnow()
+        user = authenticate(db=db, passwords=services.passwords, now=now, **data)
         note_actor(user)
+        if has_second_factor(db=db, user_id=user.id):
+            # No token yet: the code comes first (POST /auth/2fa/verify).
+            db.commit()
+            mfa = {
+                "mfa_required": True,
+                "mfa_token": services.tokens.issue_mfa(user_id=user.id, now=now),
+                "expires_in": int(services.tokens.mfa_ttl.total_seconds()),
+            }
+            return json_response(_mfa_out.dump(mfa))
         family, refresh = start_session(db=db, user=user, refresh_ttl=services.settings.refresh_ttl)
         db.commit()
-        return json_response(_token_pair(user, family.id, refresh))
+        return json_response(token_pair(user, family.id, refresh))
 
 
 @auth_ns.route("/refresh")
@@ -118,12 +138,12 @@ class Refresh(Resource):
         )
         note_actor(user)
         db.commit()
-        return json_response(_token_pair(user, family.id, refresh))
+        return json_response(token_pair(user, family.id, refresh))
 
 
 @auth_ns.route("/logout")
 class Logout(Resource):
-    @require_auth()
+    @require_auth(allow_unenrolled=True)
     def post(self) -> Response:
         """End this session: its refresh family and this access token."""
         principal = current_principal()

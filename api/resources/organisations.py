@@ -35,6 +35,7 @@ from models.organisations import (
     remove_member,
     rename_organisation,
 )
+from models.second_factor import has_second_factor, reset_second_factor, second_factor_on
 from schemas.organisations import (
     MemberListOut,
     MemberOut,
@@ -88,8 +89,12 @@ def _invite_view(invite: Any, code: str) -> dict[str, Any]:
     }
 
 
-def member_view(membership: Membership, user: User) -> dict[str, Any]:
+def member_view(
+    membership: Membership, user: User, second_factor: bool | None = None
+) -> dict[str, Any]:
     """A membership and its user, for MemberOut."""
+    if second_factor is None:
+        second_factor = has_second_factor(db=get_db(), user_id=user.id)
     return {
         "user_id": user.id,
         "organisation_id": membership.organisation_id,
@@ -97,6 +102,7 @@ def member_view(membership: Membership, user: User) -> dict[str, Any]:
         "display_name": user.display_name,
         "role": membership.role,
         "disabled": membership.disabled_at is not None,
+        "second_factor": second_factor,
         "created_at": membership.created_at,
     }
 
@@ -178,7 +184,7 @@ class Members(Resource):
         """The organisation's staff, oldest member first (org admins)."""
         organisation = organisation_as_admin(organisation_id)
         stmt = (
-            select(Membership, User)
+            select(Membership, User, second_factor_on(User.id))
             .join(User, User.id == Membership.user_id)
             .where(Membership.organisation_id == organisation.id)
             .order_by(Membership.created_at, Membership.id)
@@ -190,7 +196,7 @@ class Members(Resource):
             key_of=lambda row: (row[0].created_at, row[0].id),
             descending=False,
         )
-        items = [member_view(membership, user) for membership, user in rows]
+        items = [member_view(membership, user, bool(on)) for membership, user, on in rows]
         return json_response(_member_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -254,6 +260,21 @@ class MemberItem(Resource):
             ended_by_id=current_principal().user.id,
             now=utcnow(),
         )
+        db.commit()
+        return empty_response()
+
+
+@ns.route("/<organisation_id>/members/<user_id>/2fa")
+class MemberSecondFactor(Resource):
+    @require_auth(Role.clinician)
+    def delete(self, organisation_id: str, user_id: str) -> Response:
+        """Reset a member's 2FA (they enrol again at their next login); their sessions end."""
+        organisation = organisation_as_admin(organisation_id)
+        db = get_db()
+        _membership, user = member_or_404(
+            db=db, organisation_id=organisation.id, user_id=path_id(user_id)
+        )
+        reset_second_factor(db=db, user_id=user.id, now=utcnow())
         db.commit()
         return empty_response()
 
