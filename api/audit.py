@@ -47,9 +47,14 @@ NAMED_ACTIONS = {
     ("POST", "/auth/2fa/verify"): "login_second_factor",
     ("DELETE", "/auth/2fa"): "second_factor_off",
     ("DELETE", "/organisations/<organisation_id>/members/<user_id>/2fa"): "second_factor_reset",
+    ("POST", "/patients/<patient_id>/emergency-access"): "emergency_access",
+    (
+        "POST",
+        "/organisations/<organisation_id>/emergency-accesses/<access_id>/review",
+    ): "emergency_access_reviewed",
 }
 API_PREFIX = "/api/v1"
-VERB_SEGMENTS = frozenset({"acknowledge", "batch"})
+VERB_SEGMENTS = frozenset({"acknowledge", "batch", "review"})
 
 
 def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
@@ -58,6 +63,11 @@ def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
     for pid in patient_ids:
         if pid not in noted:
             noted.append(pid)
+
+
+def note_emergency() -> None:
+    """Say that this request reaches the patient through an emergency access."""
+    g.audit_emergency = True
 
 
 def note_created(record_id: uuid.UUID) -> None:
@@ -110,6 +120,7 @@ def _entries(outcome: str, *, created_id: str | None = None) -> list[Entry]:
         "actor_role": actor.role.value if actor is not None else None,
         "request_id": g.get("request_id"),
         "client_address": (request.remote_addr or "")[:64] or None,
+        "emergency": bool(g.get("audit_emergency")),
     }
     patients = g.get("audit_patients") or [None]
     return [Entry(patient_id=pid, **common) for pid in patients]

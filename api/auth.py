@@ -10,15 +10,16 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from api.audit import note_patients
+from api.audit import note_emergency, note_patients
 from api.db import get_db, settings
 from api.errors import ApiError, not_found, unauthorized
 from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
 from models.accounts import Role, User, load_principal
-from models.care import can_see_patient
+from models.base import utcnow
 from models.organisations import MemberRole, Membership, Organisation, active_membership
 from models.second_factor import has_second_factor
+from models.visibility import Access, patient_access
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -128,8 +129,11 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
         note_patients([principal.user.id])
         return principal.user.id
     patient_id = path_id(raw)
-    if not can_see_patient(db=get_db(), viewer=principal.user, patient_id=patient_id):
+    access = patient_access(db=get_db(), viewer=principal.user, patient_id=patient_id, now=utcnow())
+    if access is None:
         raise not_found()
+    if access == Access.emergency:
+        note_emergency()
     note_patients([patient_id])
     return patient_id
 

@@ -97,6 +97,7 @@ class Settings:
     totp_keys: dict[str, bytes] = field(default_factory=dict)
     active_totp_kid: str = ""
     mfa_token_ttl: timedelta = timedelta(minutes=5)
+    emergency_access_duration: timedelta = timedelta(hours=1)
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -224,6 +225,13 @@ def _totp_keys(env: dict[str, str], mode: str, instance_path: Path) -> tuple[dic
     return keys, active
 
 
+def _emergency_duration(env: dict[str, str]) -> timedelta:
+    duration = _minutes(env, "MOODTRACK_EMERGENCY_ACCESS_MINUTES", timedelta(hours=1))
+    if duration > timedelta(hours=24):
+        raise ConfigError("MOODTRACK_EMERGENCY_ACCESS_MINUTES may be at most 1440")
+    return duration
+
+
 def _trusted_proxies(env: dict[str, str]) -> int:
     value = env.get("MOODTRACK_TRUSTED_PROXIES", "").strip() or "0"
     if not value.isdigit():
@@ -289,6 +297,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rate_limits=_rate_limits(env),
         trusted_proxies=_trusted_proxies(env),
         require_staff_2fa=_flag(env, "MOODTRACK_REQUIRE_STAFF_2FA", mode == "production"),
+        emergency_access_duration=_emergency_duration(env),
         totp_keys=totp_keys,
         active_totp_kid=active_totp_kid,
     )

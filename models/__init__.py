@@ -6,6 +6,7 @@ from models.assessments import Assessment, AssessmentVersion
 from models.audit import AuditEvent, AuditSubject
 from models.base import Base
 from models.care import CareLink, Invite
+from models.emergency import EmergencyAccess
 from models.mood import MoodEntry, MoodEntryVersion
 from models.organisations import Membership, Organisation, StaffInvite
 from models.second_factor import RecoveryCode, SecondFactor
@@ -20,6 +21,7 @@ __all__ = [
     "AuditSubject",
     "Base",
     "CareLink",
+    "EmergencyAccess",
     "Invite",
     "Membership",
     "MoodEntry",

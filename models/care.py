@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 import uuid
@@ -16,7 +15,6 @@ from sqlalchemy import (
     Select,
     String,
     and_,
-    bindparam,
     exists,
     select,
     text,
@@ -236,25 +234,6 @@ def end_link(*, db: Session, user: User, link_id: uuid.UUID, now: datetime) -> N
         raise NotFound("No such care link.")
     link.ended_at = now
     link.ended_by_id = user.id
-
-
-def can_see_patient(*, db: Session, viewer: User, patient_id: uuid.UUID) -> bool:
-    """The one rule of visibility: a patient sees themself, a clinician the patients linked
-    to them in an organisation where they are an active clinician."""
-    if viewer.role == Role.patient:
-        return viewer.id == patient_id
-    if viewer.role == Role.clinician:
-        found = db.scalar(_live_link(), {"patient_id": patient_id, "clinician_id": viewer.id})
-        return found is not None
-    return False
-
-
-@functools.cache
-def _live_link() -> Select[tuple[uuid.UUID]]:
-    # Built once: every clinician request about a patient runs it.
-    return select(CareLink.id).where(
-        CareLink.patient_id == bindparam("patient_id"), visible_link(bindparam("clinician_id"))
-    )
 
 
 def end_clinician_links(

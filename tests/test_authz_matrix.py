@@ -172,6 +172,8 @@ class Row:
     # Key of World.etags for If-Match ("actor" for the caller's own profile).
     if_match: str | None = None
     query: str = ""
+    # Outsiders whose success here rightly names the patient (an emergency access opened).
+    reveals: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -372,6 +374,13 @@ TABLE: tuple[Row, ...] = (
         f"{API}/organisations/<organisation_id>/members/<user_id>/2fa",
         success(ORG_ADMIN, 204),
     ),
+    # The emergency access to review is the unlinked clinician's, to the other patient.
+    Row("GET", f"{API}/organisations/<organisation_id>/emergency-accesses", ORG_ADMIN),
+    Row(
+        "POST",
+        f"{API}/organisations/<organisation_id>/emergency-accesses/<access_id>/review",
+        ORG_ADMIN,
+    ),
     # The code is the right to join; a token, if sent, changes nothing.
     Row(
         "POST",
@@ -526,6 +535,18 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{P}/report", READ, variant="csv", query="format=csv"),
     Row("GET", f"{P}/report", READ, variant="fhir", query="format=fhir"),
     Row("GET", f"{P}/chart.svg", READ, query="metric=mood"),
+    # Emergency access: a clinician of the patient's organisation who is not linked; the linked
+    # one sees the patient already (409); outside the organisation, as if there were no such
+    # patient (404); an org admin is no one's clinician.
+    Row(
+        "POST",
+        f"{P}/emergency-access",
+        cells(
+            403, 403, 409, 201, 403, 401, other_clinician=404, org_admin=404, other_org_admin=404
+        ),
+        body=fixed({"reason": "On call: patient phoned the clinic in distress."}),
+        reveals=("unlinked",),
+    ),
     Row("GET", f"{P}/due", PATIENT_SELF),
     Row("GET", f"{P}/access-log", PATIENT_SELF),
     # Alerts: the linked clinician's inbox.
@@ -614,6 +635,20 @@ def build_world(app: Flask) -> World:
     ids["home_session_id"] = _created(home, etags, "home_session_id")
     alerts = client.get(f"{base}/alerts", headers=ch).get_json()["items"]
     ids["alert_id"] = next(a["id"] for a in alerts if a["rule"] == "self_harm")
+
+    # The other patient, linked to the linked clinician too, opened by the unlinked one in an
+    # emergency (not the patient of the table: the unlinked clinician must not see them).
+    code = client.post(f"{API}/invites", headers=ch).get_json()["code"]
+    other_link = client.post(
+        f"{API}/care-links", json={"code": code}, headers=headers["other_patient"]
+    )
+    assert other_link.status_code == 201
+    opened = client.post(
+        f"{API}/patients/{other['id']}/emergency-access",
+        json={"reason": "Covering the weekend on-call rota."},
+        headers=headers["unlinked"],
+    )
+    ids["access_id"] = _created(opened, etags, "access_id")
 
     # An open staff invite of organisation A, for someone without an account.
     invite = client.post(
@@ -757,7 +792,7 @@ def test_authorization_matrix(
     if expected >= 400:
         assert response.mimetype == "application/problem+json"
         assert response.get_json()["status"] == expected
-    if actor in OUTSIDERS:
+    if actor in OUTSIDERS and actor not in row.reveals:
         # Whatever an outsider may call (their own /me, an empty inbox or cohort) never
         # mentions the patient.
         text = response.get_data(as_text=True)

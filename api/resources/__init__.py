@@ -31,6 +31,7 @@ def build_api(app: Flask) -> Api:
         audit,
         care,
         due,
+        emergency,
         erasure,
         instruments,
         mood,
@@ -64,6 +65,7 @@ def build_api(app: Flask) -> Api:
         erasure.ns,
         organisations.ns,
         organisations.accept_ns,
+        emergency.ns,
     ):
         api.add_namespace(namespace)
     api.init_app(app, add_specs=False)

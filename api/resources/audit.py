@@ -53,6 +53,7 @@ class AccessLog(Resource):
                 "action": event.action,
                 "resource_type": event.resource_type,
                 "outcome": event.outcome,
+                "emergency_access": event.emergency,
             }
             for event, name in rows
         ]
@@ -115,6 +116,7 @@ class AuditEvents(Resource):
                 "outcome": event.outcome,
                 "request_id": event.request_id,
                 "client_address": event.client_address,
+                "emergency": event.emergency,
             }
             for event, actor, patient in rows
         ]

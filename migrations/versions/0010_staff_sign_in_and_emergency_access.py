@@ -48,8 +48,66 @@ def upgrade() -> None:
     with op.batch_alter_table("recovery_codes", schema=None) as batch_op:
         batch_op.create_index("ix_recovery_codes_user_id", ["user_id"], unique=False)
 
+    op.create_table(
+        "emergency_accesses",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("organisation_id", sa.Uuid(), nullable=False),
+        sa.Column("clinician_id", sa.Uuid(), nullable=False),
+        sa.Column("patient_id", sa.Uuid(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reviewed_by_id", sa.Uuid(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["clinician_id"],
+            ["users.id"],
+            name=op.f("fk_emergency_accesses_clinician_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisations.id"],
+            name=op.f("fk_emergency_accesses_organisation_id_organisations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["users.id"],
+            name=op.f("fk_emergency_accesses_patient_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["reviewed_by_id"],
+            ["users.id"],
+            name=op.f("fk_emergency_accesses_reviewed_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_emergency_accesses")),
+    )
+    with op.batch_alter_table("emergency_accesses", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_emergency_accesses_organisation", ["organisation_id", "started_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_emergency_accesses_patient_clinician",
+            ["patient_id", "clinician_id", "expires_at"],
+            unique=False,
+        )
+    # Existing rows were all made through care links.
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("emergency", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_column("emergency")
+    with op.batch_alter_table("emergency_accesses", schema=None) as batch_op:
+        batch_op.drop_index("ix_emergency_accesses_patient_clinician")
+        batch_op.drop_index("ix_emergency_accesses_organisation")
+    op.drop_table("emergency_accesses")
     with op.batch_alter_table("recovery_codes", schema=None) as batch_op:
         batch_op.drop_index("ix_recovery_codes_user_id")
     op.drop_table("recovery_codes")
