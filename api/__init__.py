@@ -18,6 +18,7 @@ from api.db import close_db, make_engine, make_session_factory
 from api.errors import handle_any
 from api.limits import init_limiter
 from api.logs import configure_logging, install_request_hooks
+from api.mail import Mailer, MemoryMailer
 from api.tokens import TokenService
 from models.passwords import Passwords
 from models.second_factor import RECOVERY_CODE_ARGON2
@@ -38,6 +39,9 @@ class Services:
     # TOTP seeds at rest, and the cheap hashing of high-entropy recovery codes.
     secret_box: SecretBox
     recovery_codes: Passwords
+    mailer: Mailer | MemoryMailer
+    # Key of the digests login failures are counted under (models.throttle).
+    throttle_secret: bytes
     limiter: Limiter | None = None
 
 
@@ -66,6 +70,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         passwords=Passwords(settings.argon2),
         secret_box=_secret_box(settings),
         recovery_codes=Passwords(RECOVERY_CODE_ARGON2),
+        mailer=Mailer(
+            url=settings.smtp_url or None,
+            sender=settings.mail_from,
+            outbox=settings.instance_path / "outbox",
+        ),
+        throttle_secret=derive_key(settings.signing_keys[settings.active_kid], "login-throttle"),
     )
     if settings.cors_origins:
         CORS(

@@ -30,6 +30,7 @@ ACTIONS = {"GET": "read", "POST": "create", "PATCH": "update", "PUT": "update", 
 # Endpoints whose action has a name of its own (auth and care-team events).
 NAMED_ACTIONS = {
     ("POST", "/auth/register"): "register",
+    ("POST", "/auth/register/confirm"): "register_confirmed",
     ("POST", "/auth/login"): "login",
     ("POST", "/auth/refresh"): "refresh",
     ("POST", "/auth/logout"): "logout",

@@ -14,6 +14,7 @@ from typing import Any
 
 from limits import parse_many
 
+from api.mail import MailConfigError, parse_smtp_url
 from models.outcomes import RuleSet
 from models.passwords import Argon2Params
 
@@ -28,6 +29,9 @@ DEFAULT_CRISIS_RESOURCES: tuple[tuple[str, str], ...] = (
     ("988 Suicide & Crisis Lifeline", "Call or text 988"),
     ("Emergency services", "911"),
 )
+
+
+DEFAULT_MAIL_FROM = "moodtrack <no-reply@localhost>"
 
 
 class ConfigError(RuntimeError):
@@ -98,6 +102,9 @@ class Settings:
     active_totp_kid: str = ""
     mfa_token_ttl: timedelta = timedelta(minutes=5)
     emergency_access_duration: timedelta = timedelta(hours=1)
+    # Where sign-up codes are sent from and through (empty: files under instance/outbox).
+    smtp_url: str = ""
+    mail_from: str = DEFAULT_MAIL_FROM
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -225,6 +232,19 @@ def _totp_keys(env: dict[str, str], mode: str, instance_path: Path) -> tuple[dic
     return keys, active
 
 
+def _smtp_url(env: dict[str, str], mode: str) -> str:
+    url = env.get("MOODTRACK_SMTP_URL", "").strip()
+    if not url:
+        if mode == "production":
+            raise ConfigError("MOODTRACK_SMTP_URL is required when MOODTRACK_ENV=production")
+        return ""
+    try:
+        parse_smtp_url(url)
+    except MailConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return url
+
+
 def _emergency_duration(env: dict[str, str]) -> timedelta:
     duration = _minutes(env, "MOODTRACK_EMERGENCY_ACCESS_MINUTES", timedelta(hours=1))
     if duration > timedelta(hours=24):
@@ -298,6 +318,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         trusted_proxies=_trusted_proxies(env),
         require_staff_2fa=_flag(env, "MOODTRACK_REQUIRE_STAFF_2FA", mode == "production"),
         emergency_access_duration=_emergency_duration(env),
+        smtp_url=_smtp_url(env, mode),
+        mail_from=env.get("MOODTRACK_MAIL_FROM", "").strip() or DEFAULT_MAIL_FROM,
         totp_keys=totp_keys,
         active_totp_kid=active_totp_kid,
     )

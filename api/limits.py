@@ -31,6 +31,7 @@ log = logging.getLogger("moodtrack")
 API_PREFIX = "/api/v1"
 LOGIN = f"{API_PREFIX}/auth/login"
 REGISTER = f"{API_PREFIX}/auth/register"
+REGISTER_CONFIRM = f"{API_PREFIX}/auth/register/confirm"
 INVITES = f"{API_PREFIX}/invites"
 ME = f"{API_PREFIX}/me"
 PASSWORD = f"{API_PREFIX}/me/password"
@@ -41,7 +42,7 @@ VERIFY = f"{API_PREFIX}/auth/2fa/verify"
 SECOND_FACTOR = f"{API_PREFIX}/auth/2fa"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Sign-up and login are counted by address and account instead: there is no user yet.
-_NOT_PER_USER = frozenset({LOGIN, REGISTER, STAFF_ACCEPT, VERIFY})
+_NOT_PER_USER = frozenset({LOGIN, REGISTER, REGISTER_CONFIRM, STAFF_ACCEPT, VERIFY})
 # A Redis that hangs must not hang requests: give up quickly and let the request through.
 _REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
@@ -60,7 +61,9 @@ def _services() -> Any:
 
 
 def account_key() -> str:
-    """The account a login names, as a keyed digest: emails never reach the limiter's store."""
+    """The account a login names and the address it comes from, as a keyed digest (emails
+    never reach the limiter's store). Per address: a limit per account alone would let
+    anyone, anywhere, keep the account's owner out by sending logins for it."""
     try:
         payload = json.loads(request.get_data(cache=True))
     except (ValueError, UnicodeDecodeError, HTTPException):
@@ -74,7 +77,8 @@ def account_key() -> str:
     secret = hashlib.sha256(
         b"moodtrack-ratelimit:" + settings.signing_keys[settings.active_kid]
     ).digest()
-    digest = hmac.new(secret, email_key(email).encode(), hashlib.sha256).hexdigest()
+    named = f"{email_key(email)}|{client_address()}".encode()
+    digest = hmac.new(secret, named, hashlib.sha256).hexdigest()
     return f"account:{digest[:32]}"
 
 
@@ -143,7 +147,7 @@ def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Calla
             limits.register_per_address,
             client_address,
             "register-address",
-            _only(("POST", REGISTER), ("POST", STAFF_ACCEPT)),
+            _only(("POST", REGISTER), ("POST", REGISTER_CONFIRM), ("POST", STAFF_ACCEPT)),
         ),
         (limits.invites_per_clinician, user_key, "invites-user", _only(("POST", INVITES))),
         # Each of these checks the password: a stolen access token must not become an oracle.

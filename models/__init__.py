@@ -11,7 +11,9 @@ from models.mood import MoodEntry, MoodEntryVersion
 from models.organisations import Membership, Organisation, StaffInvite
 from models.second_factor import RecoveryCode, SecondFactor
 from models.sessions import Observation, TreatmentSession
+from models.signups import Signup
 from models.sync import SyncCounter
+from models.throttle import LoginThrottle
 
 __all__ = [
     "Alert",
@@ -23,6 +25,7 @@ __all__ = [
     "CareLink",
     "EmergencyAccess",
     "Invite",
+    "LoginThrottle",
     "Membership",
     "MoodEntry",
     "MoodEntryVersion",
@@ -33,6 +36,7 @@ __all__ = [
     "RevokedAccessToken",
     "Role",
     "SecondFactor",
+    "Signup",
     "StaffInvite",
     "SyncCounter",
     "TokenFamily",

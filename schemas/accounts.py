@@ -17,6 +17,21 @@ class RegisterIn(Schema):
     timezone = TimeZoneField(required=True)
 
 
+class RegisterAcceptedOut(Schema):
+    """The same answer for every well-formed sign-up, whether or not the email has an account."""
+
+    status = fields.String(required=True, metadata={"enum": ["confirmation_sent"]})
+    detail = fields.String(required=True)
+
+
+class RegisterConfirmIn(Schema):
+    """The code from the sign-up email, and the password chosen at sign-up."""
+
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = password_field(required=True)
+
+
 class UserCreateIn(Schema):
     """An admin creating a clinician or another admin."""
 

@@ -42,6 +42,7 @@ from tests.conftest import (
     make_organisation,
     make_staff,
     register_patient,
+    signup_code,
     unique_email,
 )
 
@@ -266,8 +267,18 @@ TABLE: tuple[Row, ...] = (
     # Sign-up and tokens: anyone (a token, if sent, changes nothing).
     Row(
         "POST",
-        f"{API}/auth/register",
+        f"{API}/auth/register/confirm",
         success(EVERYONE, 201),
+        body=lambda w, _a: {
+            "email": w.emails["pending"],
+            "code": w.ids["signup_code"],
+            "password": PASSWORD,
+        },
+    ),
+    Row(
+        "POST",
+        f"{API}/auth/register",
+        success(EVERYONE, 202),
         body=lambda _w, _a: {
             "email": unique_email("new"),
             "password": PASSWORD,
@@ -673,6 +684,16 @@ def build_world(app: Flask) -> World:
         etags["organisation"], etags["member"] = organisation.etag, membership.etag
     etags["user"] = etags["unlinked"]
     ids["mfa_user_id"], ids["mfa_secret"] = _two_factor_patient(client)
+    # A sign-up waiting for its code.
+    emails["pending"] = unique_email("pending")
+    pending = {
+        "email": emails["pending"],
+        "password": PASSWORD,
+        "display_name": "P",
+        "timezone": "UTC",
+    }
+    assert client.post(f"{API}/auth/register", json=pending).status_code == 202
+    ids["signup_code"] = signup_code(emails["pending"])
     return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags, app=app)
 
 

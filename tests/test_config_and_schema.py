@@ -21,6 +21,7 @@ def test_production_refuses_to_start_without_key_or_database(tmp_path):
         "MOODTRACK_ENV": "production",
         "MOODTRACK_INSTANCE_PATH": str(tmp_path),
         "MOODTRACK_TOTP_KEYS": "t1=" + "t" * 32,
+        "MOODTRACK_SMTP_URL": "smtp+starttls://mailer:secret@mail.example.org:587",
     }
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         load_settings({**base, "MOODTRACK_SIGNING_KEYS": GOOD_KEY})
@@ -42,6 +43,9 @@ def test_production_refuses_to_start_without_key_or_database(tmp_path):
         load_settings({k: v for k, v in full.items() if k != "MOODTRACK_TOTP_KEYS"})
     relaxed = load_settings({**full, "MOODTRACK_REQUIRE_STAFF_2FA": "false"})
     assert relaxed.require_staff_2fa is False
+    # Sign-up sends a code by email: production needs a relay.
+    with pytest.raises(ConfigError, match="MOODTRACK_SMTP_URL"):
+        load_settings({k: v for k, v in full.items() if k != "MOODTRACK_SMTP_URL"})
 
 
 def test_staff_2fa_is_not_required_in_development_unless_asked(tmp_path):
@@ -73,6 +77,9 @@ def test_development_generates_a_key_once_under_instance(tmp_path):
         ("MOODTRACK_REQUIRE_STAFF_2FA", "maybe"),
         ("MOODTRACK_TOTP_KEYS", "t=short"),
         ("MOODTRACK_ACTIVE_TOTP_KID", "missing"),
+        ("MOODTRACK_SMTP_URL", "http://mail.example.org"),
+        ("MOODTRACK_SMTP_URL", "smtp://mail.example.org:notaport"),
+        ("MOODTRACK_EMERGENCY_ACCESS_MINUTES", "2000"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, name, value):

@@ -139,7 +139,7 @@ def test_only_a_patient_erases_and_only_with_a_body(app, client):
 
 
 @pytest.fixture
-def file_app(app: Flask) -> Iterator[tuple[Flask, Path]]:
+def file_app(app: Flask, settings: Settings) -> Iterator[tuple[Flask, Path]]:
     """An app on its own SQLite file that really commits, so the file's bytes can be read."""
     del app  # the session app sets up the contract validator the client uses
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +154,7 @@ def file_app(app: Flask) -> Iterator[tuple[Flask, Path]]:
                 argon2=TEST_ARGON2,
                 instance_path=Path(tmp),
                 testing=True,
+                smtp_url=settings.smtp_url,
             )
         )
         application.test_client_class = ContractClient

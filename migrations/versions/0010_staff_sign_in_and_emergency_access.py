@@ -94,6 +94,37 @@ def upgrade() -> None:
             ["patient_id", "clinician_id", "expires_at"],
             unique=False,
         )
+    op.create_table(
+        "signups",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("password_hash", sa.Text(), nullable=False),
+        sa.Column("display_name", sa.String(length=100), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signups")),
+        sa.UniqueConstraint("email_key", name=op.f("uq_signups_email_key")),
+    )
+    with op.batch_alter_table("signups", schema=None) as batch_op:
+        batch_op.create_index("ix_signups_expires_at", ["expires_at"], unique=False)
+    op.create_table(
+        "login_throttles",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_login_throttles")),
+    )
+    # Failures were counted per account, which let anyone lock an owner out; they are now
+    # counted in login_throttles (running locks end with this migration).
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("locked_until")
+        batch_op.drop_column("failed_logins")
+
     # Existing rows were all made through care links.
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.add_column(
@@ -104,6 +135,15 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_column("emergency")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("failed_logins", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
+    op.drop_table("login_throttles")
+    with op.batch_alter_table("signups", schema=None) as batch_op:
+        batch_op.drop_index("ix_signups_expires_at")
+    op.drop_table("signups")
     with op.batch_alter_table("emergency_accesses", schema=None) as batch_op:
         batch_op.drop_index("ix_emergency_accesses_patient_clinician")
         batch_op.drop_index("ix_emergency_accesses_organisation")
