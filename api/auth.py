@@ -17,7 +17,7 @@ from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
 from models.accounts import Role, User, load_principal
 from models.base import utcnow
-from models.organisations import MemberRole, Membership, Organisation, active_membership
+from models.organisations import MemberRole, Organisation, active_membership
 from models.second_factor import has_second_factor
 from models.visibility import Access, patient_access
 
@@ -161,14 +161,3 @@ def organisation_as_admin(raw: str) -> Organisation:
     if membership.role != MemberRole.org_admin.value:
         raise ApiError(403, "Only the organisation's admins may do this.", slug="forbidden")
     return organisation
-
-
-def caller_membership(organisation_id: uuid.UUID) -> Membership | None:
-    """The caller's active membership of the organisation, if any."""
-    return (
-        get_db()
-        .scalars(
-            active_membership(user_id=current_principal().user.id, organisation_id=organisation_id)
-        )
-        .one_or_none()
-    )

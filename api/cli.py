@@ -94,6 +94,25 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(settings: Settings) -> int:
+    from api.db import make_engine, make_session_factory
+    from models.accounts import purge_expired_tokens
+    from models.base import utcnow
+    from models.throttle import purge_stale
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            now = utcnow()
+            tokens = purge_expired_tokens(db=db, now=now)
+            counts = purge_stale(db=db, now=now)
+            db.commit()
+    finally:
+        engine.dispose()
+    print(f"purged {tokens} expired token rows and {counts} stale login counts")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="moodtrack", description="moodtrack API service")
@@ -108,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply all migrations")
+    db_sub.add_parser(
+        "purge", help="delete expired token deny-list rows and stale login failure counts"
+    )
 
     users = sub.add_parser("users", help="accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)
@@ -143,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "db":
         upgrade_database(settings)
+        if args.db_command == "purge":
+            return _purge(settings)
         print("database is up to date")
         return 0
     if args.command == "users":

@@ -35,7 +35,9 @@ TOO_MANY_LOGINS = "Too many failed logins from this address; try again later."
 
 
 class Role(enum.StrEnum):
-    """Who a user is to the service."""
+    """Who a user is to the service: a patient; a staff account (``clinician``), whose role in
+    each organisation is its membership's (models.organisations); or the operator (``admin``),
+    who creates organisations and sees no health data."""
 
     patient = "patient"
     clinician = "clinician"
@@ -43,7 +45,7 @@ class Role(enum.StrEnum):
 
 
 class User(Base):
-    """A person with a login: patient, clinician or admin."""
+    """A person with a login: patient, staff or operator."""
 
     __tablename__ = "users"
 

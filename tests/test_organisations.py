@@ -335,3 +335,20 @@ def test_cli_creates_staff_in_a_named_organisation(tmp_path):
     assert ambiguous.returncode == 1 and "organisation" in ambiguous.stderr
     operator = create("op@example.org", "admin")
     assert operator.returncode == 0 and "organisation" not in operator.stdout
+
+
+def test_cli_purges_stale_login_counts(tmp_path):
+    env = {
+        **os.environ,
+        "MOODTRACK_INSTANCE_PATH": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'purge.db'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "db", "purge"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("purged 0 expired token rows and 0 stale login counts")

@@ -6,6 +6,7 @@ address. Each case of issue 12 section 4 fails on the code before it (409 vs 201
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from models.signups import MAX_ATTEMPTS
+from models.throttle import LoginThrottle, purge_stale
 from tests.conftest import PASSWORD, login, register_patient, signup_code, unique_email
 from tests.mailsink import body_of, code_in
 
@@ -197,3 +199,28 @@ def test_guessing_from_many_addresses_is_slowed_for_each_and_the_owner_still_get
     # The owner, from an address that has not failed, is let in by the right password.
     assert _login(client, owner, PASSWORD, "198.51.100.7").status_code == 200
     assert login(client, owner)["access_token"]
+
+
+def test_stale_login_counts_are_purged_but_running_waits_are_kept(db):
+    now = datetime.now(UTC)
+    old = now - timedelta(days=2)
+    db.add_all(
+        [
+            LoginThrottle(key="a" * 64, failures=3, last_failure_at=old),
+            LoginThrottle(
+                key="b" * 64,
+                failures=30,
+                last_failure_at=old,
+                locked_until=now + timedelta(hours=1),
+            ),
+            LoginThrottle(key="c" * 64, failures=1, last_failure_at=now),
+        ]
+    )
+    db.flush()
+    assert purge_stale(db=db, now=now) == 1
+    assert {
+        row.key[0]
+        for row in db.query(LoginThrottle).filter(
+            LoginThrottle.key.in_(["a" * 64, "b" * 64, "c" * 64])
+        )
+    } == {"b", "c"}

@@ -108,15 +108,17 @@ def _signup_message(notice: Notice) -> tuple[str, str]:
     if notice.code is None:
         return (
             "Sign-up attempt for your moodtrack account",
-            "Someone tried to sign up for moodtrack with this address, which already has an "
-            "account. If it was you, log in with your password instead. If it was not, you "
-            "can ignore this message: nothing has changed.\n",
+            "Someone tried to sign up for moodtrack with this address,\n"
+            "which already has an account. If it was you, log in with\n"
+            "your password instead. If it was not, you can ignore this\n"
+            "message: nothing has changed.\n",
         )
     return (
         "Your moodtrack sign-up code",
-        f"Your sign-up code is {notice.code}. Enter it in the app within 24 hours to finish "
-        "signing up. If you did not sign up, ignore this message: no account is made "
-        "without the code.\n",
+        f"Your sign-up code is {notice.code}.\n"
+        "Enter it in the app within 24 hours to finish signing up.\n"
+        "If you did not sign up, ignore this message: no account\n"
+        "is made without the code.\n",
     )
 
 
