@@ -9,16 +9,18 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from api.cli import alembic_config
 from api.db import make_engine
 from models.accounts import Role
-from models.organisations import MemberRole
+from models.care import patients_visible_to
+from models.organisations import MemberRole, Membership
 from tests.conftest import (
     PASSWORD,
     auth,
@@ -352,3 +354,40 @@ def test_cli_purges_stale_login_counts(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("purged 0 expired token rows and 0 stale login counts")
+
+
+def test_patients_visible_to_is_the_scoping_rule_other_code_can_call(app, client, db):
+    first, second = make_organisation(app), make_organisation(app)
+    doctor = make_staff(app, organisation_id=first)
+    join(app, doctor["id"], second, MemberRole.clinician)
+    dh = auth(client, doctor["email"])
+    patients = {}
+    for organisation in (first, second):
+        patient = register_patient(client)
+        code = client.post(
+            f"{API}/invites", json={"organisation_id": organisation}, headers=dh
+        ).get_json()["code"]
+        ph = auth(client, patient["email"])
+        client.post(f"{API}/care-links", json={"code": code}, headers=ph)
+        patients[organisation] = uuid.UUID(patient["id"])
+    doctor_id = uuid.UUID(doctor["id"])
+
+    def visible(organisation=None):
+        rows = db.execute(
+            patients_visible_to(
+                clinician_id=doctor_id,
+                organisation_id=uuid.UUID(organisation) if organisation else None,
+            )
+        ).all()
+        return {(p, str(o)) for p, o in rows}
+
+    assert visible() == {(patients[first], first), (patients[second], second)}
+    assert visible(second) == {(patients[second], second)}
+    # Disabled in one organisation: its patients drop out, the other's stay.
+    db.execute(
+        update(Membership)
+        .where(Membership.user_id == doctor_id, Membership.organisation_id == uuid.UUID(first))
+        .values(disabled_at=datetime.now(UTC))
+    )
+    db.flush()
+    assert visible() == {(patients[second], second)}
