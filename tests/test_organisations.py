@@ -383,6 +383,12 @@ def test_patients_visible_to_is_the_scoping_rule_other_code_can_call(app, client
 
     assert visible() == {(patients[first], first), (patients[second], second)}
     assert visible(second) == {(patients[second], second)}
+    # The cohort narrows to one organisation on request; not to someone else's.
+    cohort = client.get(f"{API}/patients?organisation_id={second}", headers=dh).get_json()
+    assert [row["id"] for row in cohort["items"]] == [str(patients[second])]
+    assert len(client.get(f"{API}/patients", headers=dh).get_json()["items"]) == 2
+    other = client.get(f"{API}/patients?organisation_id={make_organisation(app)}", headers=dh)
+    assert other.status_code == 422 and "organisation_id" in other.get_json()["errors"]
     # Disabled in one organisation: its patients drop out, the other's stay.
     db.execute(
         update(Membership)
