@@ -19,8 +19,11 @@ from api.errors import handle_any
 from api.headers import install_security_headers
 from api.limits import init_limiter
 from api.logs import configure_logging, install_request_hooks
+from api.mail import Mailer, MemoryMailer
 from api.tokens import TokenService
 from models.passwords import Passwords
+from models.second_factor import RECOVERY_CODE_ARGON2
+from models.secretbox import SecretBox, derive_key
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -34,6 +37,12 @@ class Services:
     session_factory: sessionmaker[Session]
     tokens: TokenService
     passwords: Passwords
+    # TOTP seeds at rest, and the cheap hashing of high-entropy recovery codes.
+    secret_box: SecretBox
+    recovery_codes: Passwords
+    mailer: Mailer | MemoryMailer
+    # Key of the digests login failures are counted under (models.throttle).
+    throttle_secret: bytes
     limiter: Limiter | None = None
 
 
@@ -60,6 +69,14 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         session_factory=make_session_factory(engine),
         tokens=TokenService(settings),
         passwords=Passwords(settings.argon2),
+        secret_box=_secret_box(settings),
+        recovery_codes=Passwords(RECOVERY_CODE_ARGON2),
+        mailer=Mailer(
+            url=settings.smtp_url or None,
+            sender=settings.mail_from,
+            outbox=settings.instance_path / "outbox",
+        ),
+        throttle_secret=derive_key(settings.signing_keys[settings.active_kid], "login-throttle"),
     )
     if settings.cors_origins:
         CORS(
@@ -89,3 +106,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
         )
     return app
+
+
+def _secret_box(settings: Settings) -> SecretBox:
+    if settings.totp_keys:
+        return SecretBox(settings.totp_keys, settings.active_totp_kid)
+    # Settings built in code (tests, benchmarks) without a TOTP ring: one derived from the
+    # signing key; load_settings() always gives a ring of its own.
+    derived = derive_key(settings.signing_keys[settings.active_kid], "totp-key")
+    return SecretBox({"derived": derived}, "derived")

@@ -30,6 +30,7 @@ ACTIONS = {"GET": "read", "POST": "create", "PATCH": "update", "PUT": "update", 
 # Endpoints whose action has a name of its own (auth and care-team events).
 NAMED_ACTIONS = {
     ("POST", "/auth/register"): "register",
+    ("POST", "/auth/register/confirm"): "register_confirmed",
     ("POST", "/auth/login"): "login",
     ("POST", "/auth/refresh"): "refresh",
     ("POST", "/auth/logout"): "logout",
@@ -40,9 +41,21 @@ NAMED_ACTIONS = {
     ("GET", "/me/export"): "export",
     ("DELETE", "/me"): "erase",
     ("POST", "/alerts/<alert_id>/acknowledge"): "acknowledge",
+    ("POST", "/auth/staff-invites/accept"): "staff_invite_accepted",
+    ("POST", "/organisations/<organisation_id>/staff-invites"): "staff_invite_created",
+    ("POST", "/auth/2fa/enrol"): "second_factor_enrol",
+    ("POST", "/auth/2fa/confirm"): "second_factor_on",
+    ("POST", "/auth/2fa/verify"): "login_second_factor",
+    ("DELETE", "/auth/2fa"): "second_factor_off",
+    ("DELETE", "/organisations/<organisation_id>/members/<user_id>/2fa"): "second_factor_reset",
+    ("POST", "/patients/<patient_id>/emergency-access"): "emergency_access",
+    (
+        "POST",
+        "/organisations/<organisation_id>/emergency-accesses/<access_id>/review",
+    ): "emergency_access_reviewed",
 }
 API_PREFIX = "/api/v1"
-VERB_SEGMENTS = frozenset({"acknowledge", "batch"})
+VERB_SEGMENTS = frozenset({"acknowledge", "batch", "review", "redeliver", "rotate-secret"})
 # Path arguments that name an account: recorded by the account's pseudonym, never its id.
 ACCOUNT_ARGUMENTS = frozenset({"user_id"})
 
@@ -53,6 +66,11 @@ def note_patients(patient_ids: Iterable[uuid.UUID]) -> None:
     for pid in patient_ids:
         if pid not in noted:
             noted.append(pid)
+
+
+def note_emergency() -> None:
+    """Say that this request reaches the patient through an emergency access."""
+    g.audit_emergency = True
 
 
 def note_created(record_id: uuid.UUID) -> None:
@@ -115,6 +133,7 @@ def _entries(
         "actor_role": actor.role.value if actor is not None else None,
         "request_id": g.get("request_id"),
         "client_address": (request.remote_addr or "")[:64] or None,
+        "emergency": bool(g.get("audit_emergency")),
     }
     patients = g.get("audit_patients") or [None]
     return [Entry(patient_id=pid, **common) for pid in patients]

@@ -10,13 +10,16 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from api.audit import note_patients
-from api.db import get_db
+from api.audit import note_emergency, note_patients
+from api.db import get_db, settings
 from api.errors import ApiError, not_found, unauthorized
 from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
 from models.accounts import Role, User, load_principal
-from models.care import can_see_patient
+from models.base import utcnow
+from models.organisations import MemberRole, Organisation, active_membership
+from models.second_factor import has_second_factor
+from models.visibility import Access, patient_access
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,13 +75,37 @@ def authenticate_request() -> Principal:
     return g.principal
 
 
-def require_auth(*roles: Role) -> Callable[[F], F]:
-    """View decorator: a valid token, and one of ``roles`` when given (else 403)."""
+STAFF_ROLES = frozenset({Role.clinician, Role.admin})
+
+
+def enrolment_required(principal: Principal) -> bool:
+    """A staff account without 2FA while MOODTRACK_REQUIRE_STAFF_2FA is on (may only enrol)."""
+    if principal.role not in STAFF_ROLES or not settings().require_staff_2fa:
+        return False
+    if "has_second_factor" not in g:
+        g.has_second_factor = has_second_factor(db=get_db(), user_id=principal.user.id)
+    return not g.has_second_factor
+
+
+def require_auth(*roles: Role, allow_unenrolled: bool = False) -> Callable[[F], F]:
+    """View decorator: a valid token, and one of ``roles`` when given (else 403).
+
+    Staff who must use 2FA and have not enrolled get 403 everywhere but the views marked
+    ``allow_unenrolled`` (enrolment itself, and logout).
+    """
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate_request()
+            if not allow_unenrolled and enrolment_required(principal):
+                raise ApiError(
+                    403,
+                    "Staff must turn on two-factor sign-in first: POST /api/v1/auth/2fa/enrol, "
+                    "then POST /api/v1/auth/2fa/confirm.",
+                    slug="second-factor-enrolment-required",
+                    title="Two-factor enrolment required",
+                )
             if roles and principal.role not in roles:
                 raise ApiError(403, "Your role may not use this operation.", slug="forbidden")
             return view(*args, **kwargs)
@@ -102,8 +129,11 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
         note_patients([principal.user.id])
         return principal.user.id
     patient_id = path_id(raw)
-    if not can_see_patient(db=get_db(), viewer=principal.user, patient_id=patient_id):
+    access = patient_access(db=get_db(), viewer=principal.user, patient_id=patient_id, now=utcnow())
+    if access is None:
         raise not_found()
+    if access == Access.emergency:
+        note_emergency()
     note_patients([patient_id])
     return patient_id
 
@@ -114,3 +144,20 @@ def resolve_patient_for_write(raw: str) -> uuid.UUID:
     if current_principal().user.id != patient_id:
         raise ApiError(403, "Only the patient records this data.", slug="forbidden")
     return patient_id
+
+
+def organisation_as_admin(raw: str) -> Organisation:
+    """``{organisation_id}`` for an org admin of it; 403 for its other members, 404 for
+    everyone else (an organisation one does not belong to does not exist for them)."""
+    principal = current_principal()
+    organisation_id = path_id(raw)
+    db = get_db()
+    membership = db.scalars(
+        active_membership(user_id=principal.user.id, organisation_id=organisation_id)
+    ).one_or_none()
+    organisation = db.get(Organisation, organisation_id) if membership is not None else None
+    if membership is None or organisation is None:
+        raise not_found()
+    if membership.role != MemberRole.org_admin.value:
+        raise ApiError(403, "Only the organisation's admins may do this.", slug="forbidden")
+    return organisation

@@ -55,6 +55,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     from api.db import make_engine, make_session_factory
     from models.accounts import Role, create_user
     from models.errors import DomainError
+    from models.organisations import MemberRole, add_member, organisation_for_cli
     from models.passwords import Passwords
 
     if not args.password_stdin:
@@ -66,17 +67,25 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as db:
+            operator = args.role == "admin"
             user = create_user(
                 db=db,
                 passwords=Passwords(settings.argon2),
                 email=args.email,
                 password=password,
-                role=Role(args.role),
+                role=Role.admin if operator else Role.clinician,
                 display_name=args.display_name or args.email.split("@")[0],
                 timezone=args.timezone,
             )
+            where = ""
+            if not operator:
+                organisation = organisation_for_cli(db=db, name=args.organisation)
+                add_member(
+                    db=db, user=user, organisation_id=organisation.id, role=MemberRole(args.role)
+                )
+                where = f" in organisation {organisation.id} ({organisation.name})"
             db.commit()
-            print(f"created {args.role} {user.id}")
+            print(f"created {args.role} {user.id}{where}")
     except DomainError as exc:
         messages = getattr(exc, "errors", None) or {"error": [exc.detail]}
         for field, problems in messages.items():
@@ -92,15 +101,18 @@ def _purge(settings: Settings) -> int:
     from api.db import make_engine, make_session_factory
     from models.accounts import purge_expired_tokens
     from models.base import utcnow
+    from models.throttle import purge_stale
 
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as db:
-            count = purge_expired_tokens(db=db, now=utcnow())
+            now = utcnow()
+            tokens = purge_expired_tokens(db=db, now=now)
+            counts = purge_stale(db=db, now=now)
             db.commit()
     finally:
         engine.dispose()
-    print(f"purged {count} expired access-token revocations")
+    print(f"purged {tokens} expired token rows and {counts} stale login counts")
     return 0
 
 
@@ -127,16 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply all migrations")
     db_sub.add_parser(
-        "purge",
-        help="delete revocations of access tokens that have expired anyway (logouts also "
-        "delete them, a batch at a time)",
+        "purge", help="delete expired token deny-list rows and stale login failure counts"
     )
 
     users = sub.add_parser("users", help="accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)
-    create = users_sub.add_parser("create", help="create a clinician or admin")
+    create = users_sub.add_parser(
+        "create", help="create an operator (admin), or a clinician or org admin of an organisation"
+    )
     create.add_argument("--email", required=True)
-    create.add_argument("--role", required=True, choices=["clinician", "admin"])
+    create.add_argument("--role", required=True, choices=["clinician", "org_admin", "admin"])
+    create.add_argument(
+        "--organisation",
+        help="name of the organisation a clinician or org_admin joins (made if there is none "
+        "of that name); optional when the database has at most one organisation",
+    )
     create.add_argument(
         "--password-stdin",
         action="store_true",
@@ -160,9 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(settings, args)
     if args.command == "db" and args.db_command == "purge":
+        upgrade_database(settings)
         return _purge(settings)
     if args.command == "db":
         upgrade_database(settings)
+        if args.db_command == "purge":
+            return _purge(settings)
         print("database is up to date")
         return 0
     if args.command == "users":

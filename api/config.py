@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from limits import parse_many
 
+from api.mail import MailConfigError, parse_smtp_url
 from models.outcomes import RuleSet
 from models.passwords import Argon2Params
 from models.reminders import ReminderPolicy
@@ -44,6 +44,9 @@ DEFAULT_CRISIS_RESOURCES: tuple[tuple[str, str], ...] = (
 )
 
 
+DEFAULT_MAIL_FROM = "moodtrack <no-reply@localhost>"
+
+
 class ConfigError(RuntimeError):
     """The environment does not describe a service that may start."""
 
@@ -65,6 +68,7 @@ class RateLimits:
     invites_per_clinician: str = UNREACHABLE_LIMIT
     writes_per_user: str = UNREACHABLE_LIMIT
     password_checks_per_user: str = UNREACHABLE_LIMIT
+    second_factor_per_user: str = UNREACHABLE_LIMIT
 
 
 # What load_settings() applies when the environment is silent (the README's defaults):
@@ -78,6 +82,7 @@ RATE_LIMIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("invites_per_clinician", "MOODTRACK_RATELIMIT_INVITES_PER_CLINICIAN", "30/hour;200/day"),
     ("writes_per_user", "MOODTRACK_RATELIMIT_WRITES_PER_USER", "120/minute"),
     ("password_checks_per_user", "MOODTRACK_RATELIMIT_PASSWORD_CHECKS_PER_USER", "10/hour"),
+    ("second_factor_per_user", "MOODTRACK_RATELIMIT_2FA_PER_USER", "5/minute;20/hour"),
 )
 
 
@@ -90,9 +95,6 @@ DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200
 class DeliverySettings:
     """How events leave the service: webhooks, email, escalation, reminders, workers."""
 
-    # smtp://[user:password@]host[:port][?starttls=1] or smtps://...; empty: no email.
-    smtp_url: str = ""
-    mail_from: str = "moodtrack@localhost"
     # Where links in emails and webhook payloads point (the API's public address).
     public_url: str = "http://127.0.0.1:8000"
     escalation_after: timedelta = timedelta(minutes=30)
@@ -107,11 +109,6 @@ class DeliverySettings:
     poll_seconds: float = 1.0
     # Webhook URLs on loopback or private networks (refused in production by default).
     allow_private_networks: bool = True
-
-    @property
-    def email_enabled(self) -> bool:
-        """Whether an SMTP server is configured."""
-        return bool(self.smtp_url)
 
 
 @dataclass(frozen=True)
@@ -137,6 +134,16 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     # How many reverse proxies in front of the app set X-Forwarded-For (0: none trusted).
     trusted_proxies: int = 0
+    # Staff (clinicians, org admins, the operator) without 2FA may only enrol.
+    require_staff_2fa: bool = False
+    # Key ring for TOTP seeds at rest; empty: derived from the active signing key (tests).
+    totp_keys: dict[str, bytes] = field(default_factory=dict)
+    active_totp_kid: str = ""
+    mfa_token_ttl: timedelta = timedelta(minutes=5)
+    emergency_access_duration: timedelta = timedelta(hours=1)
+    # Where sign-up codes are sent from and through (empty: files under instance/outbox).
+    smtp_url: str = ""
+    mail_from: str = DEFAULT_MAIL_FROM
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -145,13 +152,13 @@ class Settings:
         return replace(self, **changes)
 
 
-def _parse_keys(spec: str) -> dict[str, bytes]:
+def _parse_keys(spec: str, variable: str = "MOODTRACK_SIGNING_KEYS") -> dict[str, bytes]:
     """Parse ``kid=secret,kid2=secret2``; a secret may be ``base64:...``."""
     keys: dict[str, bytes] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         kid, sep, secret = part.partition("=")
         if not sep or not kid or not secret:
-            raise ConfigError("MOODTRACK_SIGNING_KEYS must look like 'kid=secret,kid2=secret2'")
+            raise ConfigError(f"{variable} must look like 'kid=secret,kid2=secret2'")
         raw = (
             base64.b64decode(secret[len("base64:") :])
             if secret.startswith("base64:")
@@ -163,10 +170,10 @@ def _parse_keys(spec: str) -> dict[str, bytes]:
     return keys
 
 
-def _dev_key(instance_path: Path) -> dict[str, bytes]:
-    """A development signing key generated once and kept under instance/."""
+def _dev_key(instance_path: Path, name: str = "signing") -> dict[str, bytes]:
+    """A development key generated once and kept under instance/."""
     instance_path.mkdir(parents=True, exist_ok=True)
-    key_file = instance_path / "signing.key"
+    key_file = instance_path / f"{name}.key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(48))
         key_file.chmod(0o600)
@@ -278,15 +285,6 @@ def _number(env: dict[str, str], name: str, default: float, *, least: float) -> 
     return number
 
 
-def _smtp_url(value: str) -> str:
-    if not value:
-        return ""
-    parts = urlsplit(value)
-    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-        raise ConfigError("MOODTRACK_SMTP_URL must look like smtp://user:password@host:587")
-    return value
-
-
 def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
     """Delivery settings; production refuses a retry schedule shorter than a day."""
     quiet = env.get("MOODTRACK_QUIET_HOURS", "22:00-08:00")
@@ -326,8 +324,6 @@ def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
     if reminders.is_quiet(reminders.daily_mood_at):
         raise ConfigError("MOODTRACK_DAILY_REMINDER_AT falls inside MOODTRACK_QUIET_HOURS")
     return DeliverySettings(
-        smtp_url=_smtp_url(env.get("MOODTRACK_SMTP_URL", "").strip()),
-        mail_from=env.get("MOODTRACK_MAIL_FROM", "moodtrack@localhost"),
         public_url=env.get("MOODTRACK_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
         escalation_after=timedelta(
             minutes=_number(env, "MOODTRACK_ESCALATION_MINUTES", 30, least=1)
@@ -346,6 +342,46 @@ def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
         poll_seconds=_number(env, "MOODTRACK_WORKER_POLL_SECONDS", 1.0, least=0.05),
         allow_private_networks=(private == "1") if private else not production,
     )
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ConfigError(f"{name} must be true or false")
+    return value in {"1", "true", "yes", "on"}
+
+
+def _totp_keys(env: dict[str, str], mode: str, instance_path: Path) -> tuple[dict[str, bytes], str]:
+    """The TOTP key ring: MOODTRACK_TOTP_KEYS (production needs it), else a development key."""
+    keys = _parse_keys(env.get("MOODTRACK_TOTP_KEYS", ""), "MOODTRACK_TOTP_KEYS")
+    if not keys:
+        if mode == "production":
+            raise ConfigError("MOODTRACK_TOTP_KEYS is required when MOODTRACK_ENV=production")
+        keys = _dev_key(instance_path, "totp")
+    active = env.get("MOODTRACK_ACTIVE_TOTP_KID") or next(iter(keys))
+    if active not in keys:
+        raise ConfigError("MOODTRACK_ACTIVE_TOTP_KID names no key in MOODTRACK_TOTP_KEYS")
+    return keys, active
+
+
+def _smtp_url(env: dict[str, str], mode: str) -> str:
+    url = env.get("MOODTRACK_SMTP_URL", "").strip()
+    if not url:
+        if mode == "production":
+            raise ConfigError("MOODTRACK_SMTP_URL is required when MOODTRACK_ENV=production")
+        return ""
+    try:
+        parse_smtp_url(url)
+    except MailConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return url
+
+
+def _emergency_duration(env: dict[str, str]) -> timedelta:
+    duration = _minutes(env, "MOODTRACK_EMERGENCY_ACCESS_MINUTES", timedelta(hours=1))
+    if duration > timedelta(hours=24):
+        raise ConfigError("MOODTRACK_EMERGENCY_ACCESS_MINUTES may be at most 1440")
+    return duration
 
 
 def _trusted_proxies(env: dict[str, str]) -> int:
@@ -355,7 +391,8 @@ def _trusted_proxies(env: dict[str, str]) -> int:
     return int(value)
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
+def _override(env: dict[str, str], name: str) -> bool:
+    """An explicit MOODTRACK_ALLOW_UNSAFE_* override: only the value 1 counts."""
     return env.get(name, "").strip() == "1"
 
 
@@ -366,7 +403,7 @@ def _weak_keys(keys: dict[str, bytes]) -> list[str]:
 def _refuse_unsafe_production(settings: Settings, env: dict[str, str]) -> None:
     """Production refuses settings that defeat its own protections; ConfigError names each."""
     problems = []
-    if settings.rate_limits.storage_url.startswith("memory://") and not _flag(
+    if settings.rate_limits.storage_url.startswith("memory://") and not _override(
         env, "MOODTRACK_ALLOW_UNSAFE_MEMORY_LIMITS"
     ):
         problems.append(
@@ -377,7 +414,7 @@ def _refuse_unsafe_production(settings: Settings, env: dict[str, str]) -> None:
     argon2 = settings.argon2
     if (
         argon2.time_cost < MIN_ARGON2_TIME_COST or argon2.memory_kib < MIN_ARGON2_MEMORY_KIB
-    ) and not _flag(env, "MOODTRACK_ALLOW_UNSAFE_ARGON2"):
+    ) and not _override(env, "MOODTRACK_ALLOW_UNSAFE_ARGON2"):
         problems.append(
             f"MOODTRACK_ARGON2_TIME_COST {argon2.time_cost} and _MEMORY_KIB "
             f"{argon2.memory_kib} are below RFC 9106's second recommended option "
@@ -428,6 +465,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"MOODTRACK_REFRESH_TOKEN_MINUTES may be at most {MAX_REFRESH_TOKEN_MINUTES} (90 days)"
         )
+    totp_keys, active_totp_kid = _totp_keys(env, mode, instance_path)
     log_level = env.get("MOODTRACK_LOG_LEVEL", "INFO").upper()
     if not isinstance(logging.getLevelName(log_level), int):
         raise ConfigError("MOODTRACK_LOG_LEVEL must be a logging level name")
@@ -462,6 +500,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rate_limits=_rate_limits(env),
         trusted_proxies=_trusted_proxies(env),
         delivery=_delivery(env, production=mode == "production"),
+        require_staff_2fa=_flag(env, "MOODTRACK_REQUIRE_STAFF_2FA", mode == "production"),
+        emergency_access_duration=_emergency_duration(env),
+        smtp_url=_smtp_url(env, mode),
+        mail_from=env.get("MOODTRACK_MAIL_FROM", "").strip() or DEFAULT_MAIL_FROM,
+        totp_keys=totp_keys,
+        active_totp_kid=active_totp_kid,
     )
     if mode == "production":
         _refuse_unsafe_production(settings, env)

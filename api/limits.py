@@ -31,12 +31,18 @@ log = logging.getLogger("moodtrack")
 API_PREFIX = "/api/v1"
 LOGIN = f"{API_PREFIX}/auth/login"
 REGISTER = f"{API_PREFIX}/auth/register"
+REGISTER_CONFIRM = f"{API_PREFIX}/auth/register/confirm"
 INVITES = f"{API_PREFIX}/invites"
 ME = f"{API_PREFIX}/me"
 PASSWORD = f"{API_PREFIX}/me/password"
+STAFF_ACCEPT = f"{API_PREFIX}/auth/staff-invites/accept"
+ENROL = f"{API_PREFIX}/auth/2fa/enrol"
+CONFIRM = f"{API_PREFIX}/auth/2fa/confirm"
+VERIFY = f"{API_PREFIX}/auth/2fa/verify"
+SECOND_FACTOR = f"{API_PREFIX}/auth/2fa"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Sign-up and login are counted by address and account instead: there is no user yet.
-_NOT_PER_USER = frozenset({LOGIN, REGISTER})
+_NOT_PER_USER = frozenset({LOGIN, REGISTER, REGISTER_CONFIRM, STAFF_ACCEPT, VERIFY})
 # A Redis that hangs must not hang requests: give up quickly and let the request through.
 _REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
@@ -55,7 +61,9 @@ def _services() -> Any:
 
 
 def account_key() -> str:
-    """The account a login names, as a keyed digest: emails never reach the limiter's store."""
+    """The account a login names and the address it comes from, as a keyed digest (emails
+    never reach the limiter's store). Per address: a limit per account alone would let
+    anyone, anywhere, keep the account's owner out by sending logins for it."""
     try:
         payload = decode_json(request.get_data(cache=True))
     except (MalformedJson, HTTPException):
@@ -69,7 +77,8 @@ def account_key() -> str:
     secret = hashlib.sha256(
         b"moodtrack-ratelimit:" + settings.signing_keys[settings.active_kid]
     ).digest()
-    digest = hmac.new(secret, email_key(email).encode(), hashlib.sha256).hexdigest()
+    named = f"{email_key(email)}|{client_address()}".encode()
+    digest = hmac.new(secret, named, hashlib.sha256).hexdigest()
     return f"account:{digest[:32]}"
 
 
@@ -87,6 +96,20 @@ def user_key() -> str:
             return f"user:{claims.user_id}"
     # No valid token (refresh, or a request that will be 401): count it by address.
     return f"address:{client_address()}"
+
+
+def second_factor_key() -> str:
+    """The user a 2FA attempt is for: the bearer's, or the login step's (``mfa_token``)."""
+    if request.path == VERIFY:
+        try:
+            payload = decode_json(request.get_data(cache=True))
+            token = payload.get("mfa_token") if isinstance(payload, dict) else None
+            if isinstance(token, str):
+                return f"user:{_services().tokens.verify_mfa(token).user_id}"
+        except (MalformedJson, HTTPException, TokenRejected):
+            pass
+        return f"address:{client_address()}"
+    return user_key()
 
 
 def _only(*operations: tuple[str, str]) -> Callable[[], bool]:
@@ -113,13 +136,18 @@ def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Calla
     """(limit, key, scope, exempt_when) of every limit: the one table of what is limited."""
     limits = settings.rate_limits
     return [
-        (limits.login_per_address, client_address, "login-address", _only(("POST", LOGIN))),
+        (
+            limits.login_per_address,
+            client_address,
+            "login-address",
+            _only(("POST", LOGIN), ("POST", VERIFY)),
+        ),
         (limits.login_per_account, account_key, "login-account", _only(("POST", LOGIN))),
         (
             limits.register_per_address,
             client_address,
             "register-address",
-            _only(("POST", REGISTER)),
+            _only(("POST", REGISTER), ("POST", REGISTER_CONFIRM), ("POST", STAFF_ACCEPT)),
         ),
         (limits.invites_per_clinician, user_key, "invites-user", _only(("POST", INVITES))),
         # Each of these checks the password: a stolen access token must not become an oracle.
@@ -127,7 +155,14 @@ def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Calla
             limits.password_checks_per_user,
             user_key,
             "password-user",
-            _only(("DELETE", ME), ("POST", PASSWORD)),
+            _only(("DELETE", ME), ("POST", PASSWORD), ("POST", ENROL), ("DELETE", SECOND_FACTOR)),
+        ),
+        # A code has a million values: guessing one must stay slow per account.
+        (
+            limits.second_factor_per_user,
+            second_factor_key,
+            "second-factor-user",
+            _only(("POST", VERIFY), ("POST", CONFIRM), ("DELETE", SECOND_FACTOR)),
         ),
         (limits.writes_per_user, user_key, "writes-user", _not_a_user_write),
     ]

@@ -6,6 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 
@@ -13,12 +14,24 @@ from api.config import Settings
 
 ALGORITHM = "HS256"  # pinned: the header's alg is never trusted
 ACCESS_TYPE = "access"
+# "Second factor required": proves the password was right, opens nothing but /auth/2fa/verify.
+MFA_TYPE = "mfa"
+MFA_REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ"]
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "sid"]
 VERIFIED_LIMIT = 10_000  # tokens remembered per process (about 4 MB)
 
 
 class TokenRejected(Exception):
     """The token is not one this service issued and still honours."""
+
+
+@dataclass(frozen=True)
+class MfaClaims:
+    """What a verified second-factor token says."""
+
+    user_id: uuid.UUID
+    jti: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class TokenService:
         self._issuer = settings.issuer
         self._audience = settings.audience
         self.ttl = settings.access_ttl
+        self.mfa_ttl = settings.mfa_token_ttl
         # Tokens this process has verified: token -> (kid, exp, claims). A phone sends one
         # access token for up to 15 minutes, and PyJWT's checks were a seventh of GET /me's
         # Python time under load. Only the exact same string hits; on every hit the key
@@ -69,6 +83,39 @@ class TokenService:
             headers={"kid": self._active_kid},
         )
 
+    def issue_mfa(self, *, user_id: uuid.UUID, now: datetime) -> str:
+        """A short-lived token that names a user whose password was right."""
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(user_id),
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + self.mfa_ttl).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "typ": MFA_TYPE,
+        }
+        return jwt.encode(
+            claims,
+            self._keys[self._active_kid],
+            algorithm=ALGORITHM,
+            headers={"kid": self._active_kid},
+        )
+
+    def verify_mfa(self, token: str) -> MfaClaims:
+        """Check a second-factor token as strictly as an access token (never cached)."""
+        _kid, claims = self._decode(token, MFA_REQUIRED_CLAIMS)
+        if claims.get("typ") != MFA_TYPE:
+            raise TokenRejected("not a second-factor token")
+        try:
+            return MfaClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                jti=str(claims["jti"]),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            raise TokenRejected("invalid claims") from None
+
     def verify(self, token: str) -> AccessClaims:
         """Check signature, algorithm, key id, times, issuer, audience and type."""
         hit = self._verified.get(token)
@@ -84,7 +131,7 @@ class TokenService:
         self._verified[token] = (kid, expires, claims)
         return claims
 
-    def _verify(self, token: str) -> tuple[str, int, AccessClaims]:
+    def _decode(self, token: str, required: list[str]) -> tuple[str, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -93,16 +140,19 @@ class TokenService:
         if not isinstance(kid, str) or kid not in self._keys:
             raise TokenRejected("unknown key")
         try:
-            claims = jwt.decode(
+            return kid, jwt.decode(
                 token,
                 self._keys[kid],
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+                options={"require": required, "strict_aud": True},
             )
         except jwt.PyJWTError:
             raise TokenRejected("invalid") from None
+
+    def _verify(self, token: str) -> tuple[str, int, AccessClaims]:
+        kid, claims = self._decode(token, REQUIRED_CLAIMS)
         if claims.get("typ") != ACCESS_TYPE:
             raise TokenRejected("not an access token")
         try:

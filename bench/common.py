@@ -15,6 +15,7 @@ from api import create_app
 from api.cli import alembic_config
 from api.config import Settings
 from api.db import make_engine
+from api.mail import MemoryMailer
 from models.passwords import Argon2Params
 
 
@@ -35,8 +36,9 @@ def fresh_database(url: str | None) -> str:
 
 
 def bench_app(url: str) -> Any:
-    """The app as production builds it, on ``url`` (cheap password hashing: not measured)."""
-    return create_app(
+    """The app as production builds it, on ``url`` (cheap password hashing: not measured);
+    sign-up codes are kept in memory (``sign_up``) instead of being emailed."""
+    app = create_app(
         Settings(
             database_url=url,
             signing_keys={"bench": b"b" * 48},
@@ -46,6 +48,17 @@ def bench_app(url: str) -> Any:
             log_level="WARNING",
         )
     )
+    app.extensions["moodtrack"].mailer = MemoryMailer()
+    return app
+
+
+def sign_up(app: Any, client: Any, email: str, password: str) -> None:
+    """A patient account through the API: sign-up, the code from the in-memory mailer, confirm."""
+    body = {"email": email, "password": password, "display_name": "B", "timezone": "UTC"}
+    assert client.post("/api/v1/auth/register", json=body).status_code == 202
+    code = app.extensions["moodtrack"].mailer.code_for(email)
+    confirm = {"email": email, "code": code, "password": password}
+    assert client.post("/api/v1/auth/register/confirm", json=confirm).status_code == 201
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> list[float]:

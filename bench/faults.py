@@ -47,6 +47,8 @@ from typing import Any
 
 import psycopg
 
+from tests.mailsink import MailSink, code_in
+
 HOST = "127.0.0.1"
 PG_ADMIN = f"postgresql://postgres@{HOST}:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,16 +381,30 @@ def summarise(results: list[Result]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
 
 
-def register(client: Client, index: int, run_tag: str) -> tuple[str, str]:
-    email = f"faults-{run_tag}-{index}@example.org"
-    password = "faults bench passphrase 2026"
+def sign_up(client: Client, sink: MailSink, email: str, password: str) -> None:
+    """A patient account over HTTP: sign-up, the emailed code (from ``sink``), confirm."""
+    before = sink.count(email)
     status, _, body = client.request(
         "POST",
         "/api/v1/auth/register",
-        {"email": email, "password": password, "display_name": f"F{index}", "timezone": "UTC"},
+        {"email": email, "password": password, "display_name": "B", "timezone": "UTC"},
+    )
+    if status != 202:
+        raise RuntimeError(f"register answered {status}: {body[:200]!r}")
+    code = code_in(sink.wait_for(email, after=before, timeout=30))
+    status, _, body = client.request(
+        "POST",
+        "/api/v1/auth/register/confirm",
+        {"email": email, "code": code, "password": password},
     )
     if status != 201:
-        raise RuntimeError(f"register answered {status}: {body[:200]!r}")
+        raise RuntimeError(f"confirm answered {status}: {body[:200]!r}")
+
+
+def register(client: Client, sink: MailSink, index: int, run_tag: str) -> tuple[str, str]:
+    email = f"faults-{run_tag}-{index}@example.org"
+    password = "faults bench passphrase 2026"
+    sign_up(client, sink, email, password)
     status, _, body = client.request(
         "POST", "/api/v1/auth/login", {"email": email, "password": password}
     )
@@ -622,7 +638,9 @@ def phase_c(
 # --------------------------------------------------------------------------- main
 
 
-def server_env(db_url: str, workdir: Path, tag: str, redis_db: int) -> dict[str, str]:
+def server_env(
+    db_url: str, workdir: Path, tag: str, redis_db: int, *, smtp_url: str
+) -> dict[str, str]:
     """gunicorn's environment: production settings, with cheap hashing and high limits."""
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))},
@@ -630,6 +648,9 @@ def server_env(db_url: str, workdir: Path, tag: str, redis_db: int) -> dict[str,
         "DATABASE_URL": db_url,
         # Production refuses a key that is not random.
         "MOODTRACK_SIGNING_KEYS": f"faults={secrets.token_urlsafe(48)}",
+        "MOODTRACK_TOTP_KEYS": f"faults={secrets.token_urlsafe(48)}",
+        # Sign-up codes go to an SMTP server of this process (tests.mailsink).
+        "MOODTRACK_SMTP_URL": smtp_url,
         "MOODTRACK_INSTANCE_PATH": str(workdir),
         "MOODTRACK_LOG_LEVEL": "WARNING",
         # Accounts are made during set-up only: cheap hashing, which production refuses
@@ -667,7 +688,8 @@ def main() -> int:
     db_name = f"moodtrack_faults_{tag}"
     db_url = f"postgresql://postgres@{HOST}:5432/{db_name}"
     workdir = Path(tempfile.mkdtemp(prefix="moodtrack-faults-"))
-    env = server_env(db_url, workdir, tag, args.redis_db)
+    sink = MailSink().start()
+    env = server_env(db_url, workdir, tag, args.redis_db, smtp_url=sink.url)
     server = Server(free_port(), env, workdir / "gunicorn.log", args.workers, args.threads)
     created_db = False
     try:
@@ -686,7 +708,7 @@ def main() -> int:
             flush=True,
         )
         setup = Client(server.port)
-        accounts = [register(setup, i, tag) for i in range(PATIENTS)]
+        accounts = [register(setup, sink, i, tag) for i in range(PATIENTS)]
         run = Run(server.port, [a[0] for a in accounts], began + DEADLINE)
         pids = [a[1] for a in accounts]
         a = phase_a(run, checks, args, db_url, pids)
@@ -699,6 +721,7 @@ def main() -> int:
         checks.expect(False, f"run aborted: {type(exc).__name__}: {exc}")
     finally:
         server.stop()
+        sink.stop()
         if not pg_ready():
             print("  PostgreSQL is down: starting it", flush=True)
             try:

@@ -13,7 +13,7 @@ import argparse
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from bench.common import bench_app, describe, fresh_database, timed
+from bench.common import bench_app, describe, fresh_database, sign_up, timed
 
 
 def main() -> None:
@@ -27,15 +27,7 @@ def main() -> None:
     app = bench_app(url)
     client = app.test_client()
     email = "runner@example.org"
-    client.post(
-        "/api/v1/auth/register",
-        json={
-            "email": email,
-            "password": "benchmark pass 2026",
-            "display_name": "B",
-            "timezone": "UTC",
-        },
-    )
+    sign_up(app, client, email, "benchmark pass 2026")
     token = client.post(
         "/api/v1/auth/login", json={"email": email, "password": "benchmark pass 2026"}
     )

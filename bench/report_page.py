@@ -53,6 +53,7 @@ from models import Alert, CareLink, MoodEntry, TreatmentSession
 from models.accounts import Role, create_user
 from models.assessments import Assessment
 from models.instruments import CATALOGUE, score
+from models.organisations import MemberRole, add_member, create_organisation
 from models.passwords import Argon2Params, Passwords
 
 DAYS = 730
@@ -319,7 +320,11 @@ def build(url: str) -> Bench:
             for role in (Role.patient, Role.clinician)
         }
         patient, clinician = people[Role.patient], people[Role.clinician]
-        db.add(CareLink(patient_id=patient.id, clinician_id=clinician.id))
+        clinic = create_organisation(db=db, name="Riverside Ketamine Clinic")
+        add_member(db=db, user=clinician, organisation_id=clinic.id, role=MemberRole.clinician)
+        db.add(
+            CareLink(patient_id=patient.id, clinician_id=clinician.id, organisation_id=clinic.id)
+        )
         today = datetime.now(ZoneInfo(ZONE)).date()
         seeded = seed_course(db, patient_id=patient.id, today=today)
         db.commit()

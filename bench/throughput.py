@@ -42,7 +42,8 @@ from typing import Any
 
 import psycopg
 
-from bench.faults import BIN, HOST, PG_ADMIN, ROOT, Client, Server, free_port, pg_ready
+from bench.faults import BIN, HOST, PG_ADMIN, ROOT, Client, Server, free_port, pg_ready, sign_up
+from tests.mailsink import MailSink
 
 PATH_POST = "/api/v1/patients/me/mood-entries"
 PATH_TRENDS = "/api/v1/patients/me/trends?metric=mood&bucket=day"
@@ -169,13 +170,17 @@ def measure(
     return result
 
 
-def server_env(database_url: str, workdir: Path, tag: str, redis_db: int) -> dict[str, str]:
+def server_env(
+    database_url: str, workdir: Path, tag: str, redis_db: int, smtp_url: str
+) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))},
         "MOODTRACK_ENV": "production",
         "DATABASE_URL": database_url,
         # Production refuses a key that is not random.
         "MOODTRACK_SIGNING_KEYS": f"tput={secrets.token_urlsafe(48)}",
+        "MOODTRACK_TOTP_KEYS": f"tput={secrets.token_urlsafe(48)}",
+        "MOODTRACK_SMTP_URL": smtp_url,
         "MOODTRACK_INSTANCE_PATH": str(workdir),
         # Accounts are made only during set-up, which is not measured: cheap hashing, which
         # production refuses without this override.
@@ -193,11 +198,8 @@ def server_env(database_url: str, workdir: Path, tag: str, redis_db: int) -> dic
     }
 
 
-def patient(client: Client, email: str) -> str:
-    body = {"email": email, "password": PASSWORD, "display_name": "T", "timezone": "UTC"}
-    status, _, data = client.request("POST", "/api/v1/auth/register", body)
-    if status != 201:
-        raise RuntimeError(f"register answered {status}: {data[:200]!r}")
+def patient(client: Client, sink: MailSink, email: str) -> str:
+    sign_up(client, sink, email, PASSWORD)
     status, _, data = client.request(
         "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD}
     )
@@ -237,7 +239,8 @@ def run_database(
     else:
         db_name = ""
         url = f"sqlite:///{workdir / 'throughput.db'}"
-    env = server_env(url, workdir, tag, args.redis_db)
+    sink = MailSink().start()
+    env = server_env(url, workdir, tag, args.redis_db, sink.url)
     server = Server(free_port(), env, workdir / f"gunicorn-{kind}.log", args.workers, args.threads)
     try:
         subprocess.run(
@@ -250,10 +253,10 @@ def run_database(
         )
         server.start()
         setup = Client(server.port)
-        me_token = patient(setup, f"me-{tag}@example.org")
-        trends_token = patient(setup, f"trends-{tag}@example.org")
+        me_token = patient(setup, sink, f"me-{tag}@example.org")
+        trends_token = patient(setup, sink, f"trends-{tag}@example.org")
         seed_trend_data(setup, trends_token)
-        writers = [patient(setup, f"w{i}-{tag}@example.org") for i in range(args.connections)]
+        writers = [patient(setup, sink, f"w{i}-{tag}@example.org") for i in range(args.connections)]
         auth = 'wrk.headers["Authorization"] = "Bearer {}"'
 
         def get_script(token: str) -> Callable[[], Path]:
@@ -300,6 +303,7 @@ def run_database(
         return results
     finally:
         server.stop()
+        sink.stop()
         if db_name and not args.keep:
             with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -27,6 +27,7 @@ from bench.common import bench_app, describe, fresh_database
 from models import CareLink, MoodEntry, TreatmentSession, User
 from models.accounts import Role
 from models.assessments import Assessment
+from models.organisations import MemberRole, Membership, Organisation
 from models.passwords import Argon2Params, Passwords
 
 DAYS = 730
@@ -57,7 +58,6 @@ def seed(app: Any, patients: int) -> tuple[str, list[uuid.UUID]]:
             "created_at": now,
             "updated_at": now,
             "version": 1,
-            "failed_logins": 0,
         }
     ]
     users += [
@@ -72,13 +72,28 @@ def seed(app: Any, patients: int) -> tuple[str, list[uuid.UUID]]:
             "created_at": now,
             "updated_at": now,
             "version": 1,
-            "failed_logins": 0,
         }
         for i, pid in enumerate(ids)
     ]
     common = {"created_at": now, "updated_at": now, "version": 1, "utc_offset_minutes": 0}
+    clinic = uuid.uuid4()
     with engine.begin() as conn:
         conn.execute(insert(User), users)
+        conn.execute(
+            insert(Organisation), [{"id": clinic, "name": "Bench clinic", "created_at": now}]
+        )
+        conn.execute(
+            insert(Membership),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "user_id": clinician,
+                    "organisation_id": clinic,
+                    "role": MemberRole.clinician.value,
+                    "created_at": now,
+                }
+            ],
+        )
         conn.execute(
             insert(CareLink),
             [
@@ -86,6 +101,7 @@ def seed(app: Any, patients: int) -> tuple[str, list[uuid.UUID]]:
                     "id": uuid.uuid4(),
                     "patient_id": pid,
                     "clinician_id": clinician,
+                    "organisation_id": clinic,
                     "created_at": now,
                 }
                 for pid in ids

@@ -48,7 +48,9 @@ from api import create_app
 from api.cli import alembic_config
 from api.config import Settings
 from api.db import make_engine
+from api.mail import MemoryMailer
 from models.accounts import Role, create_user
+from models.organisations import MemberRole, add_member, organisation_for_cli
 from models.passwords import Argon2Params, Passwords
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +106,7 @@ def fresh_database(url: str | None, workdir: Path) -> str:
 
 
 def build_app(url: str, workdir: Path) -> Flask:
-    return create_app(
+    app = create_app(
         Settings(
             env="development",
             database_url=url,
@@ -117,6 +119,9 @@ def build_app(url: str, workdir: Path) -> Flask:
             log_level="WARNING",
         )
     )
+    # Sign-up codes kept in memory, for seeding (and for the fuzzer's own sign-ups).
+    app.extensions["moodtrack"].mailer = MemoryMailer()
+    return app
 
 
 # ---------------------------------------------------------------------------- seeding
@@ -137,7 +142,10 @@ def _login(client: FlaskClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-def _staff(app: Flask, role: Role, email: str) -> dict[str, str]:
+def _staff(
+    app: Flask, role: Role, email: str, member_role: MemberRole = MemberRole.clinician
+) -> dict[str, str]:
+    """A staff account in the fuzz clinic (``Role.admin``: the operator, in none)."""
     with app.extensions["moodtrack"].session_factory() as session:
         user = create_user(
             db=session,
@@ -148,13 +156,24 @@ def _staff(app: Flask, role: Role, email: str) -> dict[str, str]:
             display_name=f"Dr {role.value}",
             timezone="Europe/Berlin",
         )
+        organisation = None
+        if role == Role.clinician:
+            organisation = organisation_for_cli(db=session, name="Fuzz clinic")
+            add_member(db=session, user=user, organisation_id=organisation.id, role=member_role)
         session.commit()
-        return {"id": str(user.id), "email": email}
+        return {
+            "id": str(user.id),
+            "email": email,
+            "organisation_id": str(organisation.id) if organisation else "",
+        }
 
 
 def _register(client: FlaskClient, email: str, zone: str) -> dict[str, str]:
     body = {"email": email, "password": PASSWORD, "display_name": "Pat", "timezone": zone}
-    profile = _ok(client.post("/api/v1/auth/register", json=body), 201)
+    _ok(client.post("/api/v1/auth/register", json=body), 202)
+    code = client.application.extensions["moodtrack"].mailer.code_for(email)
+    confirm = {"email": email, "code": code, "password": PASSWORD}
+    profile = _ok(client.post("/api/v1/auth/register/confirm", json=confirm), 201)
     return {"id": profile["id"], "email": email}
 
 
@@ -294,6 +313,14 @@ def seed(app: Flask) -> World:
     world.ids["spare_session"].append(
         _ok(client.post(f"{base}/sessions", json=spare, headers=ch), 201)["id"]
     )
+    # An emergency access to review: a second clinician of the clinic opens the patient's record.
+    covering = _staff(app, Role.clinician, "cover@example.org")
+    opened = client.post(
+        f"{base}/emergency-access",
+        json={"reason": "Covering the on-call rota tonight."},
+        headers=_login(client, covering["email"]),
+    )
+    world.ids["access"].append(_ok(opened, 201)["id"])
     # The other patient has a little data too, so the cohort has two rows.
     other_base = f"/api/v1/patients/{other['id']}"
     for day in (3, 2, 1):
@@ -322,6 +349,8 @@ def schemathesis_config(world: World, actor: str, args: argparse.Namespace) -> A
         "path.alert_id": ids["alert"][0],
         "path.link_id": ids["link"][0],
         "path.code": "phq9",
+        "path.organisation_id": world.users["clinician"]["organisation_id"],
+        "path.access_id": ids["access"][0],
     }
     spare_link = ids["link"][0] if actor == "patient" else ids["link"][1]
     operations = [
@@ -521,6 +550,8 @@ def auth_sweep(world: World) -> tuple[int, list[str]]:
         "alert_id": world.ids["alert"][0],
         "link_id": world.ids["link"][0],
         "code": "phq9",
+        "organisation_id": world.users["clinician"]["organisation_id"],
+        "access_id": world.ids["access"][0],
     }
     credentials: dict[str, dict[str, str]] = {"none": {}}
     for kind, token in _bad_tokens(world).items():

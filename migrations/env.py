@@ -13,15 +13,29 @@ url = config.attributes.get("database_url") or load_settings().database_url
 connection = config.attributes.get("connection")
 
 
+def _foreign_keys(conn, on: bool) -> None:
+    # On the driver's connection, outside any transaction (where SQLite ignores the pragma).
+    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 def _run(conn) -> None:
-    context.configure(
-        connection=conn,
-        target_metadata=Base.metadata,
-        render_as_batch=conn.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # Batch migrations copy a table and drop the old one; with foreign keys on, dropping
+        # `users` would first delete its rows and cascade into every table that refers to it.
+        _foreign_keys(conn, on=False)
+    try:
+        context.configure(
+            connection=conn,
+            target_metadata=Base.metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            _foreign_keys(conn, on=True)
 
 
 if connection is not None:

@@ -28,18 +28,18 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from models.base import Base, utcnow, uuid_pk
 from models.errors import Conflict, InvalidCredentials, RuleViolation, TooManyAttempts
 from models.passwords import Passwords, password_problems
+from models.throttle import ThrottleKeys, record_failure, record_success, wait_seconds
 
 # Expired deny-list rows a logout deletes on its way (revoke_access_token).
 PURGE_BATCH = 100
-# Consecutive failures before an account cools down, and the first cool-down.
-LOCKOUT_THRESHOLD = 10
-LOCKOUT_BASE_SECONDS = 30
-LOCKOUT_MAX_SECONDS = 3600
 BAD_LOGIN = "Email or password is incorrect."
+TOO_MANY_LOGINS = "Too many failed logins from this address; try again later."
 
 
 class Role(enum.StrEnum):
-    """Who a user is to the service."""
+    """Who a user is to the service: a patient; a staff account (``clinician``), whose role in
+    each organisation is its membership's (models.organisations); or the operator (``admin``),
+    who creates organisations and sees no health data."""
 
     patient = "patient"
     clinician = "clinician"
@@ -47,7 +47,7 @@ class Role(enum.StrEnum):
 
 
 class User(Base):
-    """A person with a login: patient, clinician or admin."""
+    """A person with a login: patient, staff or operator."""
 
     __tablename__ = "users"
 
@@ -63,8 +63,6 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(default=1)
     disabled_at: Mapped[datetime | None]
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
 
     @property
     def etag(self) -> str:
@@ -159,59 +157,40 @@ def create_user(
 
 
 def authenticate(
-    *, db: Session, passwords: Passwords, email: str, password: str, now: datetime
+    *,
+    db: Session,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    throttle: ThrottleKeys,
+    now: datetime,
 ) -> User:
-    """Check a login; count failures in the database so every worker sees the same count.
+    """Check a login, throttled per (account, address) and per account (models.throttle).
 
-    Commits the failure counter before raising, so a rejected attempt is never rolled back.
+    Unknown emails are counted and answered exactly like existing ones. Commits the failure
+    count before raising, so a rejected attempt is never rolled back.
     """
+    wait = wait_seconds(db=db, keys=throttle, now=now)
+    if wait:
+        raise TooManyAttempts(TOO_MANY_LOGINS, retry_after_seconds=wait)
     user = db.scalars(select(User).where(User.email_key == email_key(email))).one_or_none()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        wait = max(1, int((user.locked_until - now).total_seconds() + 0.999))
-        raise TooManyAttempts(
-            "Too many failed logins for this account; try again later.",
-            retry_after_seconds=wait,
-        )
+    # Verified against a dummy hash when there is no user: the same work either way.
     ok = passwords.verify(user.password_hash if user else None, password)
     if user is None or not ok or user.disabled_at is not None:
-        if user is not None:
-            _record_failed_login(db=db, user=user, now=now)
+        record_failure(db=db, keys=throttle, now=now)
+        db.info["audit_outcome"] = "failure"
+        db.commit()
         raise InvalidCredentials(BAD_LOGIN)
-    # Bookkeeping in plain UPDATEs: it is not a profile change, so the ETag stays.
-    housekeeping: dict[str, object] = {}
-    if user.failed_logins or user.locked_until:
-        housekeeping.update(failed_logins=0, locked_until=None)
+    record_success(db=db, keys=throttle)
     if passwords.needs_rehash(user.password_hash):
-        housekeeping["password_hash"] = passwords.hash(password)
-    if housekeeping:
+        # Bookkeeping in a plain UPDATE: it is not a profile change, so the ETag stays.
         db.execute(
             update(User)
             .where(User.id == user.id)
-            .values(**housekeeping)
+            .values(password_hash=passwords.hash(password))
             .execution_options(synchronize_session=False)
         )
     return user
-
-
-def _record_failed_login(*, db: Session, user: User, now: datetime) -> None:
-    # An atomic increment: two workers failing at once both count.
-    failures = db.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    if failures >= LOCKOUT_THRESHOLD:
-        delay = min(LOCKOUT_BASE_SECONDS * 2 ** (failures - LOCKOUT_THRESHOLD), LOCKOUT_MAX_SECONDS)
-        db.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(locked_until=now + timedelta(seconds=delay))
-            .execution_options(synchronize_session=False)
-        )
-    db.info["audit_outcome"] = "failure"
-    db.commit()
 
 
 def start_session(*, db: Session, user: User, refresh_ttl: timedelta) -> tuple[TokenFamily, str]:

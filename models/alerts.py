@@ -35,7 +35,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from models.accounts import User
 from models.base import Base, utcnow, uuid_pk
-from models.care import CareLink
+from models.care import CareLink, visible_link
 from models.errors import Conflict, NotFound
 from models.events import EventType, emit_event
 from models.outcomes import RuleSet
@@ -167,11 +167,8 @@ ALERT_STATUSES = ("open", "acknowledged", "all")
 
 
 def _linked_to(clinician_id: uuid.UUID) -> ColumnElement[bool]:
-    return and_(
-        CareLink.patient_id == Alert.patient_id,
-        CareLink.clinician_id == clinician_id,
-        CareLink.ended_at.is_(None),
-    )
+    # Scoped to the organisations where the clinician is an active clinician.
+    return and_(CareLink.patient_id == Alert.patient_id, visible_link(clinician_id))
 
 
 def alerts_for_clinician(

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, ForeignKey, Index, String, bindparam, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    ForeignKey,
+    Index,
+    String,
+    bindparam,
+    false,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -55,6 +65,8 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(64))
     client_address: Mapped[str | None] = mapped_column(String(64))
+    # The actor reached the patient through an emergency access, not a care link.
+    emergency: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_audit_events_patient_at", "patient", "at"),
@@ -96,6 +108,7 @@ class Entry:
     request_id: str | None
     client_address: str | None
     resource_user_id: uuid.UUID | None = None
+    emergency: bool = False
 
 
 # Users known to have a committed pseudonym, per database. The INSERT of an audit row reads
@@ -191,6 +204,7 @@ def record(*, db: Session, entries: Iterable[Entry]) -> None:
             outcome=e.outcome,
             request_id=e.request_id,
             client_address=e.client_address,
+            emergency=e.emergency,
         )
         for e in entries
     ]

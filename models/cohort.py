@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from models.accounts import User
 from models.alerts import Alert
 from models.assessments import Assessment
-from models.care import CareLink
+from models.care import CareLink, visible_link
 from models.instruments import band_of
 from models.mood import MoodEntry
 from models.outcomes import RuleSet
@@ -54,8 +54,15 @@ class CohortRow:
     needs_attention: bool
 
 
-def cohort_query(*, db: Session, clinician_id: uuid.UUID, now: datetime) -> Select[Any]:
-    """Every linked patient with the cohort columns, as one statement.
+def cohort_query(
+    *,
+    db: Session,
+    clinician_id: uuid.UUID,
+    now: datetime,
+    organisation_id: uuid.UUID | None = None,
+) -> Select[Any]:
+    """Every patient the clinician sees through a care link (in one organisation, or in all
+    of theirs) with the cohort columns, as one statement.
 
     Each column is a correlated subquery that an index answers with a short range scan
     (patient first in every index), so the cost grows with the number of linked patients,
@@ -114,7 +121,7 @@ def cohort_query(*, db: Session, clinician_id: uuid.UUID, now: datetime) -> Sele
             .label("open_alerts"),
         )
         .join(CareLink, CareLink.patient_id == User.id)
-        .where(CareLink.clinician_id == clinician_id, CareLink.ended_at.is_(None))
+        .where(visible_link(clinician_id, organisation_id=organisation_id))
         .subquery("facts")
     )
 
@@ -188,9 +195,12 @@ def cohort_page(
     needs_attention: bool | None = None,
     offset: int = 0,
     limit: int = 50,
+    organisation_id: uuid.UUID | None = None,
 ) -> tuple[list[CohortRow], bool]:
     """One page of the cohort, and whether more follow. Two statements whatever the size."""
-    stmt = cohort_query(db=db, clinician_id=clinician_id, now=now).subquery()
+    stmt = cohort_query(
+        db=db, clinician_id=clinician_id, now=now, organisation_id=organisation_id
+    ).subquery()
     query = select(stmt)
     if needs_attention is not None:
         query = query.where(stmt.c.attention == needs_attention)

@@ -21,6 +21,7 @@ from models.assessments import Assessment, AssessmentVersion
 from models.audit import forget_pseudonym
 from models.care import CareLink, Invite
 from models.delivery import Delivery, DeliveryAttempt
+from models.emergency import EmergencyAccess
 from models.errors import RuleViolation
 from models.events import Event
 from models.mood import MoodEntry, MoodEntryVersion
@@ -71,6 +72,8 @@ def erase_patient(*, db: Session, passwords: Passwords, user: User, password: st
         delete(TreatmentSession).where(TreatmentSession.patient_id == uid),
         delete(SyncCounter).where(SyncCounter.patient_id == uid),
         delete(CareLink).where(CareLink.patient_id == uid),
+        # Their reasons may describe the patient.
+        delete(EmergencyAccess).where(EmergencyAccess.patient_id == uid),
         # A spent invite names who spent it; it is of no further use to the clinician.
         delete(Invite).where(Invite.used_by_id == uid),
         # Without its families and the user row, every token of the patient fails next time.

@@ -17,6 +17,21 @@ class RegisterIn(Schema):
     timezone = TimeZoneField(required=True)
 
 
+class RegisterAcceptedOut(Schema):
+    """The same answer for every well-formed sign-up, whether or not the email has an account."""
+
+    status = fields.String(required=True, metadata={"enum": ["confirmation_sent"]})
+    detail = fields.String(required=True)
+
+
+class RegisterConfirmIn(Schema):
+    """The code from the sign-up email, and the password chosen at sign-up."""
+
+    email = EmailText(required=True, validate=validate.Length(max=320))
+    code = Text(required=True, validate=validate.Length(min=1, max=64))
+    password = password_field(required=True)
+
+
 class UserCreateIn(Schema):
     """An admin creating a clinician or another admin."""
 
@@ -53,6 +68,13 @@ class TokenPairOut(Schema):
     refresh_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "Bearer"})
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds."})
+    second_factor_enrolment_required = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True for staff who must turn on two-factor sign-in: until they "
+            "confirm it these tokens open only /auth/2fa/enrol, /auth/2fa/confirm and logout."
+        },
+    )
 
 
 class UserOut(Schema):

@@ -16,6 +16,10 @@ class AccessLogEntryOut(Schema):
     action = fields.String(required=True)
     resource_type = fields.String(required=True)
     outcome = fields.String(required=True)
+    emergency_access = fields.Boolean(
+        required=True,
+        metadata={"description": "The actor reached the record through an emergency access."},
+    )
 
 
 class AccessLogOut(Schema):
@@ -41,6 +45,7 @@ class AuditEventOut(Schema):
     outcome = fields.String(required=True)
     request_id = fields.String(required=True, allow_none=True)
     client_address = fields.String(required=True, allow_none=True)
+    emergency = fields.Boolean(required=True)
 
 
 class AuditEventListOut(Schema):

@@ -7,10 +7,17 @@ from marshmallow import Schema, fields, validate
 from schemas.common import PageOut, Text
 
 
+class InviteIn(Schema):
+    """Which organisation the link will belong to (optional when the clinician has one)."""
+
+    organisation_id = fields.UUID(load_default=None)
+
+
 class InviteOut(Schema):
     """A new invite; the code is shown only this once."""
 
     id = fields.UUID(required=True)
+    organisation_id = fields.UUID(required=True)
     code = fields.String(required=True, metadata={"example": "K7QX2-MP4TR"})
     expires_at = fields.AwareDateTime(required=True)
 
@@ -35,6 +42,7 @@ class CareLinkOut(Schema):
     id = fields.UUID(required=True)
     patient = fields.Nested(PersonOut, required=True)
     clinician = fields.Nested(PersonOut, required=True)
+    organisation_id = fields.UUID(required=True)
     created_at = fields.AwareDateTime(required=True)
 
 

@@ -22,7 +22,9 @@ from api.cli import alembic_config
 from api.config import Settings
 from api.db import make_engine, make_session_factory
 from models.accounts import Role, User, create_user
+from models.organisations import MemberRole, Organisation, add_member, create_organisation
 from models.passwords import Argon2Params, Passwords
+from tests.mailsink import MailSink, code_in
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEYS = {
@@ -59,9 +61,28 @@ def database_url() -> Iterator[str]:
         yield url
 
 
+MAIL: MailSink | None = None
+
+
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def mail() -> Iterator[MailSink]:
+    """The SMTP server every app of the suite sends through (sign-up codes)."""
+    global MAIL
+    sink = MailSink().start()
+    MAIL = sink
+    try:
+        yield sink
+    finally:
+        MAIL = None
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, mail: MailSink
+) -> Settings:
     return Settings(
+        smtp_url=mail.url,
         env="development",
         database_url=database_url,
         signing_keys=dict(TEST_KEYS),
@@ -179,23 +200,74 @@ def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.org"
 
 
+def signup_code(email: str, *, after: int = 0) -> str:
+    """The code of the sign-up email to ``email`` (the (after+1)-th message to it)."""
+    assert MAIL is not None, "the mail fixture is not running"
+    code = code_in(MAIL.wait_for(email, after=after))
+    assert code is not None, "the message to this address carries no code"
+    return code
+
+
 def register_patient(
-    client: FlaskClient, *, email: str | None = None, timezone: str = "America/Chicago"
+    client: FlaskClient,
+    *,
+    email: str | None = None,
+    timezone: str = "America/Chicago",
+    display_name: str = "Pat",
+    password: str = PASSWORD,
 ) -> dict[str, Any]:
-    """Register a patient through the API; returns the profile plus ``password``."""
+    """Sign a patient up through the API (register, the emailed code, confirm); returns the
+    profile plus ``password``."""
     email = email or unique_email("patient")
+    assert MAIL is not None
+    before = MAIL.count(email)
     response = client.post(
         "/api/v1/auth/register",
-        json={"email": email, "password": PASSWORD, "display_name": "Pat", "timezone": timezone},
+        json={
+            "email": email,
+            "password": password,
+            "display_name": display_name,
+            "timezone": timezone,
+        },
     )
-    assert response.status_code == 201, response.get_json()
-    return {**response.get_json(), "password": PASSWORD}
+    assert response.status_code == 202, response.get_json()
+    code = signup_code(email, after=before)
+    confirmed = client.post(
+        "/api/v1/auth/register/confirm",
+        json={"email": email, "code": code, "password": password},
+    )
+    assert confirmed.status_code == 201, confirmed.get_json()
+    return {**confirmed.get_json(), "password": password}
+
+
+TEST_CLINIC = "Test clinic"
+
+
+def make_organisation(app: Flask, name: str | None = None) -> str:
+    """A new organisation (its id); named uniquely unless a name is given."""
+    with app.extensions["moodtrack"].session_factory() as session:
+        organisation = create_organisation(db=session, name=name or unique_email("clinic"))
+        session.commit()
+        return str(organisation.id)
+
+
+def _test_clinic(session: Any) -> uuid.UUID:
+    from sqlalchemy import select
+
+    found = session.scalars(select(Organisation.id).where(Organisation.name == TEST_CLINIC)).first()
+    return found or create_organisation(db=session, name=TEST_CLINIC).id
 
 
 def make_staff(
-    app: Flask, *, role: Role = Role.clinician, email: str | None = None
+    app: Flask,
+    *,
+    role: Role = Role.clinician,
+    email: str | None = None,
+    organisation_id: str | None = None,
+    member_role: MemberRole = MemberRole.clinician,
 ) -> dict[str, Any]:
-    """Create a clinician or admin the way the CLI does."""
+    """Create a staff account (a member of ``organisation_id``, else of the shared test clinic)
+    or an operator (``Role.admin``, no organisation), as the CLI does."""
     email = email or unique_email(role.value)
     with app.extensions["moodtrack"].session_factory() as session:
         user = create_user(
@@ -207,8 +279,25 @@ def make_staff(
             display_name=f"Dr {role.value}",
             timezone="UTC",
         )
+        org = None
+        if role == Role.clinician:
+            org = uuid.UUID(organisation_id) if organisation_id else _test_clinic(session)
+            add_member(db=session, user=user, organisation_id=org, role=member_role)
         session.commit()
-        return {"id": str(user.id), "email": email, "password": PASSWORD}
+        return {
+            "id": str(user.id),
+            "email": email,
+            "password": PASSWORD,
+            "organisation_id": str(org) if org else None,
+        }
+
+
+def join(app: Flask, user_id: str, organisation_id: str, role: MemberRole) -> None:
+    """Make an existing staff account a member of another organisation."""
+    with app.extensions["moodtrack"].session_factory() as session:
+        user = session.get(User, uuid.UUID(user_id))
+        add_member(db=session, user=user, organisation_id=uuid.UUID(organisation_id), role=role)
+        session.commit()
 
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import PASSWORD, auth, link, login, make_staff, unique_email
+from tests.conftest import auth, link, login, make_staff, register_patient, unique_email
 
 
 def new_marker() -> str:
@@ -30,17 +30,7 @@ def _ago(**delta: float) -> str:
 def populate(app: Flask, client: FlaskClient, marker: str) -> dict[str, Any]:
     """Register a patient (display name = marker) and write every kind of record."""
     email = unique_email("erase")
-    patient = _ok(
-        client.post(
-            "/api/v1/auth/register",
-            json={
-                "email": email,
-                "password": PASSWORD,
-                "display_name": marker,
-                "timezone": "Europe/Berlin",
-            },
-        )
-    )
+    patient = register_patient(client, email=email, timezone="Europe/Berlin", display_name=marker)
     tokens = login(client, email)
     ph = {"Authorization": f"Bearer {tokens['access_token']}"}
     clinician = make_staff(app)

@@ -1,7 +1,9 @@
 """The authorization matrix: route x method x actor -> status, one table, one test per cell.
 
 Actors: the patient who owns the data, another patient, a clinician linked to the patient, an
-unlinked clinician, an admin, and no one (no token). The world is built once per module
+unlinked clinician of the same organisation, a clinician and an org admin of another
+organisation, an org admin of the patient's organisation, the operator (admin), and no one
+(no token). The world is built once per module
 through the API (the users, a care link, an open invite, a mood entry, a self-report and a
 clinician-rated assessment, a completed clinic session with an observation, a home session,
 the open self_harm alert of a PHQ-9 with item 9 = 1), and every cell runs in a savepoint of
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -34,12 +37,46 @@ from sqlalchemy.orm import sessionmaker
 
 from models.accounts import Role, User
 from models.delivery import Delivery, Routing, fan_out
-from tests.conftest import PASSWORD, login, make_staff, register_patient, unique_email
+from models.organisations import MemberRole, Membership, Organisation
+from tests.conftest import (
+    PASSWORD,
+    login,
+    make_organisation,
+    make_staff,
+    register_patient,
+    signup_code,
+    unique_email,
+)
 
-ACTORS = ("patient", "other_patient", "linked", "unlinked", "admin", "anonymous")
-STAFF = ("linked", "unlinked", "admin")
+ACTORS = (
+    "patient",
+    "other_patient",
+    "linked",
+    "unlinked",
+    "other_clinician",
+    "org_admin",
+    "other_org_admin",
+    "admin",
+    "anonymous",
+)
+# Staff of the patient's organisation (A) and of another one (B), and the operator.
+STAFF = {
+    "linked": ("A", MemberRole.clinician),
+    "unlinked": ("A", MemberRole.clinician),
+    "org_admin": ("A", MemberRole.org_admin),
+    "other_clinician": ("B", MemberRole.clinician),
+    "other_org_admin": ("B", MemberRole.org_admin),
+    "admin": ("", MemberRole.clinician),
+}
 # Those who may not see the patient (the admin reads the audit trail, which names them).
-OUTSIDERS = ("other_patient", "unlinked", "anonymous")
+OUTSIDERS = (
+    "other_patient",
+    "unlinked",
+    "other_clinician",
+    "org_admin",
+    "other_org_admin",
+    "anonymous",
+)
 API = "/api/v1"
 P = f"{API}/patients/<patient_id>"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -51,12 +88,30 @@ def iso(instant: datetime) -> str:
 
 
 def cells(
-    patient: int, other_patient: int, linked: int, unlinked: int, admin: int, anonymous: int
+    patient: int,
+    other_patient: int,
+    linked: int,
+    unlinked: int,
+    admin: int,
+    anonymous: int,
+    *,
+    other_clinician: int | None = None,
+    org_admin: int | None = None,
+    other_org_admin: int | None = None,
 ) -> dict[str, int]:
-    """Expected statuses, one per actor, in ACTORS order."""
-    return dict(
-        zip(ACTORS, (patient, other_patient, linked, unlinked, admin, anonymous), strict=True)
-    )
+    """Expected statuses, one per actor; the other organisation's clinician and both org
+    admins answer as the unlinked clinician unless given (none of them sees the patient)."""
+    return {
+        "patient": patient,
+        "other_patient": other_patient,
+        "linked": linked,
+        "unlinked": unlinked,
+        "other_clinician": unlinked if other_clinician is None else other_clinician,
+        "org_admin": unlinked if org_admin is None else org_admin,
+        "other_org_admin": unlinked if other_org_admin is None else other_org_admin,
+        "admin": admin,
+        "anonymous": anonymous,
+    }
 
 
 # The recurring columns.
@@ -76,8 +131,14 @@ PATIENT_SELF = cells(200, 404, 403, 403, 403, 401)
 LINKED_CLINICIAN = cells(403, 403, 200, 404, 403, 401)
 # One's own account, any patient (their own /me).
 ANY_PATIENT = cells(200, 200, 403, 403, 403, 401)
-ANY_CLINICIAN = cells(403, 403, 200, 200, 403, 401)
+# Any staff account: their own (organisation-scoped) cohort and inbox.
+ANY_STAFF = cells(403, 403, 200, 200, 403, 401)
+# The operator's routes.
 ADMIN_ONLY = cells(403, 403, 403, 403, 200, 401)
+# An org admin's routes on their organisation (A): its other members 403, outsiders 404.
+ORG_ADMIN = cells(
+    403, 403, 403, 403, 403, 401, other_clinician=404, org_admin=200, other_org_admin=404
+)
 
 
 def success(expect: dict[str, int], status: int) -> dict[str, int]:
@@ -94,6 +155,7 @@ class World:
     emails: dict[str, str]
     ids: dict[str, str]
     etags: dict[str, str]
+    app: Flask
 
 
 Body = Callable[["World", str], Any]
@@ -113,6 +175,8 @@ class Row:
     # Key of World.etags for If-Match ("actor" for the caller's own profile).
     if_match: str | None = None
     query: str = ""
+    # Outsiders whose success here rightly names the patient (an emergency access opened).
+    reveals: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -183,6 +247,15 @@ def own_refresh(world: World, actor: str) -> dict[str, Any]:
     return {"refresh_token": token}
 
 
+def second_step(world: World, _actor: str) -> dict[str, Any]:
+    """A fresh login step of the two-factor patient and a code of the next time-step (the
+    current one may already be spent: a code is accepted once)."""
+    tokens = world.app.extensions["moodtrack"].tokens
+    token = tokens.issue_mfa(user_id=uuid.UUID(world.ids["mfa_user_id"]), now=datetime.now(UTC))
+    code = pyotp.TOTP(world.ids["mfa_secret"]).at(datetime.now(UTC) + timedelta(seconds=30))
+    return {"mfa_token": token, "code": code}
+
+
 def fixed(body: Any) -> Body:
     return lambda _w, _a: body
 
@@ -196,8 +269,18 @@ TABLE: tuple[Row, ...] = (
     # Sign-up and tokens: anyone (a token, if sent, changes nothing).
     Row(
         "POST",
-        f"{API}/auth/register",
+        f"{API}/auth/register/confirm",
         success(EVERYONE, 201),
+        body=lambda w, _a: {
+            "email": w.emails["pending"],
+            "code": w.ids["signup_code"],
+            "password": PASSWORD,
+        },
+    ),
+    Row(
+        "POST",
+        f"{API}/auth/register",
+        success(EVERYONE, 202),
         body=lambda _w, _a: {
             "email": unique_email("new"),
             "password": PASSWORD,
@@ -213,6 +296,18 @@ TABLE: tuple[Row, ...] = (
     ),
     Row("POST", f"{API}/auth/refresh", EVERYONE, body=own_refresh),
     Row("POST", f"{API}/auth/logout", success(SIGNED_IN, 204)),
+    # Two-factor sign-in: anyone signed in enrols (staff must, patients may); nobody in the
+    # world has started one to confirm, nor turned it on to turn off (409 past the checks).
+    Row("POST", f"{API}/auth/2fa/enrol", SIGNED_IN, body=fixed({"password": PASSWORD})),
+    Row("POST", f"{API}/auth/2fa/confirm", success(SIGNED_IN, 409), body=fixed({"code": "123456"})),
+    Row(
+        "DELETE",
+        f"{API}/auth/2fa",
+        success(SIGNED_IN, 409),
+        body=fixed({"password": PASSWORD, "code": "123456"}),
+    ),
+    # The second step of a login: its token and a code, whoever else calls.
+    Row("POST", f"{API}/auth/2fa/verify", EVERYONE, body=second_step),
     # One's own account.
     Row("GET", f"{API}/me", SIGNED_IN),
     Row("PATCH", f"{API}/me", SIGNED_IN, body=fixed({"display_name": "Renamed"}), if_match="actor"),
@@ -251,8 +346,73 @@ TABLE: tuple[Row, ...] = (
         if_match="user",
     ),
     Row("GET", f"{API}/audit-events", ADMIN_ONLY),
+    # Organisations: the operator's; their staff: their org admins'.
+    Row(
+        "POST",
+        f"{API}/organisations",
+        success(ADMIN_ONLY, 201),
+        body=lambda _w, _a: {"name": "Clinic C", "first_admin": {"email": unique_email("oa")}},
+    ),
+    Row("GET", f"{API}/organisations", ADMIN_ONLY),
+    Row("GET", f"{API}/organisations/<organisation_id>", ADMIN_ONLY),
+    Row(
+        "PATCH",
+        f"{API}/organisations/<organisation_id>",
+        ADMIN_ONLY,
+        body=fixed({"name": "Renamed clinic"}),
+        if_match="organisation",
+    ),
+    Row("GET", f"{API}/organisations/<organisation_id>/members", ORG_ADMIN),
+    Row(
+        "POST",
+        f"{API}/organisations/<organisation_id>/staff-invites",
+        success(ORG_ADMIN, 201),
+        body=lambda _w, _a: {"email": unique_email("new-staff"), "role": "clinician"},
+    ),
+    Row(
+        "PATCH",
+        f"{API}/organisations/<organisation_id>/members/<user_id>",
+        ORG_ADMIN,
+        body=fixed({"role": "org_admin"}),
+        if_match="member",
+    ),
+    Row(
+        "DELETE",
+        f"{API}/organisations/<organisation_id>/members/<user_id>",
+        success(ORG_ADMIN, 204),
+        if_match="member",
+    ),
+    Row(
+        "DELETE",
+        f"{API}/organisations/<organisation_id>/members/<user_id>/2fa",
+        success(ORG_ADMIN, 204),
+    ),
+    # The emergency access to review is the unlinked clinician's, to the other patient.
+    Row("GET", f"{API}/organisations/<organisation_id>/emergency-accesses", ORG_ADMIN),
+    Row(
+        "POST",
+        f"{API}/organisations/<organisation_id>/emergency-accesses/<access_id>/review",
+        ORG_ADMIN,
+    ),
+    # The code is the right to join; a token, if sent, changes nothing.
+    Row(
+        "POST",
+        f"{API}/auth/staff-invites/accept",
+        success(EVERYONE, 201),
+        body=lambda w, _a: {
+            "code": w.ids["staff_code"],
+            "password": PASSWORD,
+            "display_name": "Dr Newcomer",
+        },
+    ),
     # Care team.
-    Row("POST", f"{API}/invites", success(ANY_CLINICIAN, 201)),
+    # An org admin is no one's clinician (403); the other organisation's clinician invites
+    # into their own.
+    Row(
+        "POST",
+        f"{API}/invites",
+        cells(403, 403, 201, 201, 403, 401, org_admin=403, other_org_admin=403),
+    ),
     # The open invite is the unlinked clinician's: either patient may take it.
     Row(
         "POST",
@@ -263,7 +423,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{API}/care-links", cells(200, 200, 200, 200, 403, 401)),
     # Either party ends the link; anyone else finds no such link.
     Row("DELETE", f"{API}/care-links/<link_id>", success(READ, 204)),
-    Row("GET", f"{API}/patients", ANY_CLINICIAN),
+    Row("GET", f"{API}/patients", ANY_STAFF),
     Row("GET", f"{P}", READ),
     # Mood entries: self-recorded.
     Row("POST", f"{P}/mood-entries", success(SELF_WRITE, 201), body=mood_body),
@@ -391,10 +551,22 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{P}/report", READ, variant="fhir", query="format=fhir"),
     Row("GET", f"{P}/report", READ, variant="html", query="format=html"),
     Row("GET", f"{P}/chart.svg", READ, query="metric=mood"),
+    # Emergency access: a clinician of the patient's organisation who is not linked; the linked
+    # one sees the patient already (409); outside the organisation, as if there were no such
+    # patient (404); an org admin is no one's clinician.
+    Row(
+        "POST",
+        f"{P}/emergency-access",
+        cells(
+            403, 403, 409, 201, 403, 401, other_clinician=404, org_admin=404, other_org_admin=404
+        ),
+        body=fixed({"reason": "On call: patient phoned the clinic in distress."}),
+        reveals=("unlinked",),
+    ),
     Row("GET", f"{P}/due", PATIENT_SELF),
     Row("GET", f"{P}/access-log", PATIENT_SELF),
     # Alerts: the linked clinician's inbox.
-    Row("GET", f"{API}/alerts", ANY_CLINICIAN),
+    Row("GET", f"{API}/alerts", ANY_STAFF),
     Row("GET", f"{API}/alerts/<alert_id>", LINKED_CLINICIAN),
     Row("GET", f"{P}/alerts", LINKED_CLINICIAN),
     Row(
@@ -461,8 +633,15 @@ def build_world(app: Flask) -> World:
     other = register_patient(client)
     emails = {"patient": patient["email"], "other_patient": other["email"]}
     ids = {"patient_id": patient["id"], "other_patient_id": other["id"], "instrument": "phq9"}
-    for actor in STAFF:
-        staff = make_staff(app, role=Role.admin if actor == "admin" else Role.clinician)
+    organisations = {"A": make_organisation(app), "B": make_organisation(app)}
+    ids["organisation_id"] = organisations["A"]
+    for actor, (organisation, member_role) in STAFF.items():
+        staff = make_staff(
+            app,
+            role=Role.admin if actor == "admin" else Role.clinician,
+            organisation_id=organisations.get(organisation),
+            member_role=member_role,
+        )
         emails[actor] = staff["email"]
         ids[f"{actor}_id"] = staff["id"]
     tokens = {actor: login(client, email) for actor, email in emails.items()}
@@ -518,15 +697,77 @@ def build_world(app: Flask) -> World:
     ).get_json()["items"]
     ids["delivery_id"] = deliveries[0]["id"]
 
-    # Accounts: the admin's target is the unlinked clinician; each caller's own profile.
+    # The other patient, linked to the linked clinician too, opened by the unlinked one in an
+    # emergency (not the patient of the table: the unlinked clinician must not see them).
+    code = client.post(f"{API}/invites", headers=ch).get_json()["code"]
+    other_link = client.post(
+        f"{API}/care-links", json={"code": code}, headers=headers["other_patient"]
+    )
+    assert other_link.status_code == 201
+    opened = client.post(
+        f"{API}/patients/{other['id']}/emergency-access",
+        json={"reason": "Covering the weekend on-call rota."},
+        headers=headers["unlinked"],
+    )
+    ids["access_id"] = _created(opened, etags, "access_id")
+
+    # An open staff invite of organisation A, for someone without an account.
+    invite = client.post(
+        f"{API}/organisations/{organisations['A']}/staff-invites",
+        json={"email": unique_email("invited"), "role": "clinician"},
+        headers=headers["org_admin"],
+    )
+    assert invite.status_code == 201, invite.get_json()
+    ids["staff_code"] = invite.get_json()["code"]
+
+    # Accounts: the admin's and org admin's target is the unlinked clinician; each caller's
+    # own profile.
     ids["user_id"] = ids["unlinked_id"]
     with app.extensions["moodtrack"].session_factory() as db:
         for actor in ACTORS[:-1]:
             user = db.get(User, uuid.UUID(ids[f"{actor}_id"]))
             assert user is not None
             etags[actor] = user.etag
+        organisation = db.get(Organisation, uuid.UUID(organisations["A"]))
+        membership = db.get(Membership, _membership_id(db, ids["unlinked_id"], organisations["A"]))
+        assert organisation is not None and membership is not None
+        etags["organisation"], etags["member"] = organisation.etag, membership.etag
     etags["user"] = etags["unlinked"]
-    return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags)
+    ids["mfa_user_id"], ids["mfa_secret"] = _two_factor_patient(client)
+    # A sign-up waiting for its code.
+    emails["pending"] = unique_email("pending")
+    pending = {
+        "email": emails["pending"],
+        "password": PASSWORD,
+        "display_name": "P",
+        "timezone": "UTC",
+    }
+    assert client.post(f"{API}/auth/register", json=pending).status_code == 202
+    ids["signup_code"] = signup_code(emails["pending"])
+    return World(headers=headers, tokens=tokens, emails=emails, ids=ids, etags=etags, app=app)
+
+
+def _two_factor_patient(client: FlaskClient) -> tuple[str, str]:
+    """A patient with two-factor sign-in on (for the second step of a login)."""
+    patient = register_patient(client)
+    headers = _bearer(login(client, patient["email"]))
+    enrolment = client.post(f"{API}/auth/2fa/enrol", json={"password": PASSWORD}, headers=headers)
+    secret = enrolment.get_json()["secret"]
+    code = pyotp.TOTP(secret).now()
+    confirmed = client.post(f"{API}/auth/2fa/confirm", json={"code": code}, headers=headers)
+    assert confirmed.status_code == 200, confirmed.get_json()
+    return patient["id"], secret
+
+
+def _membership_id(db: Any, user_id: str, organisation_id: str) -> uuid.UUID:
+    from sqlalchemy import select
+
+    return db.scalars(
+        select(Membership.id).where(
+            Membership.user_id == uuid.UUID(user_id),
+            Membership.organisation_id == uuid.UUID(organisation_id),
+        )
+    ).one()
 
 
 PLACEHOLDER = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -622,7 +863,7 @@ def test_authorization_matrix(
     if expected >= 400:
         assert response.mimetype == "application/problem+json"
         assert response.get_json()["status"] == expected
-    if actor in OUTSIDERS:
+    if actor in OUTSIDERS and actor not in row.reveals:
         # Whatever an outsider may call (their own /me, an empty inbox or cohort) never
         # mentions the patient.
         text = response.get_data(as_text=True)

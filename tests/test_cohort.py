@@ -18,8 +18,14 @@ from tests.conftest import auth, make_staff
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _link(db, clinician_id, patient):
-    db.add(CareLink(patient_id=patient.id, clinician_id=uuid.UUID(clinician_id)))
+def _link(db, clinician, patient):
+    db.add(
+        CareLink(
+            patient_id=patient.id,
+            clinician_id=uuid.UUID(clinician["id"]),
+            organisation_id=uuid.UUID(clinician["organisation_id"]),
+        )
+    )
     db.flush()
 
 
@@ -48,7 +54,7 @@ def doctor(app, client):
 
 def test_cohort_row_worked_by_hand(db, client, doctor):
     p = f.patient(db, "Pacific/Auckland")
-    _link(db, doctor["id"], p)
+    _link(db, doctor, p)
     s1 = NOW - timedelta(days=20)
     f.phq9(db, p, s1 - timedelta(days=20), 27)  # outside the fortnight before S1
     f.phq9(db, p, s1 - timedelta(days=10), 20)
@@ -81,7 +87,7 @@ def test_cohort_row_worked_by_hand(db, client, doctor):
 def test_baseline_fallbacks_in_the_cohort(db, doctor):
     last_before, first_fortnight = f.patient(db), f.patient(db)
     for p in (last_before, first_fortnight):
-        _link(db, doctor["id"], p)
+        _link(db, doctor, p)
     f.phq9(db, last_before, NOW - timedelta(days=60), 22)  # long before S1: the fallback
     f.session(db, last_before, NOW - timedelta(days=30))
     f.phq9(db, last_before, NOW - timedelta(days=3), 11)
@@ -101,7 +107,7 @@ def test_baseline_fallbacks_in_the_cohort(db, doctor):
 def test_needs_attention_and_sorting(db, client, doctor):
     quiet, alerted, fine, idle = (f.patient(db) for _ in range(4))
     for p in (quiet, alerted, fine, idle):
-        _link(db, doctor["id"], p)
+        _link(db, doctor, p)
     f.session(db, quiet, NOW - timedelta(days=10))
     f.mood(db, quiet, NOW - timedelta(days=4), 5)  # quiet for 4 days after a recent session
     _alert(db, alerted)
@@ -126,7 +132,7 @@ def test_needs_attention_and_sorting(db, client, doctor):
 def test_paging_covers_everyone_once(db, client, doctor):
     patients = [f.patient(db) for _ in range(7)]
     for p in patients:
-        _link(db, doctor["id"], p)
+        _link(db, doctor, p)
     seen, cursor = [], None
     while True:
         url = "/api/v1/patients?limit=3&sort=name" + (f"&cursor={cursor}" if cursor else "")
@@ -145,10 +151,10 @@ def test_paging_covers_everyone_once(db, client, doctor):
     assert mismatched.status_code == 422
 
 
-def _seed(db, doctor_id, count):
+def _seed(db, doctor, count):
     for i in range(count):
         p = f.patient(db)
-        _link(db, doctor_id, p)
+        _link(db, doctor, p)
         f.phq9(db, p, NOW - timedelta(days=30), 15 + i % 10)
         f.session(db, p, NOW - timedelta(days=20))
         f.phq9(db, p, NOW - timedelta(days=2), 5 + i % 10)
@@ -176,8 +182,8 @@ def _statements(app, client, headers, url):
 def test_a_page_costs_the_same_queries_for_10_and_200_patients(app, db, client, doctor):
     small = make_staff(app)
     small_headers = auth(client, small["email"])
-    _seed(db, small["id"], 10)
-    _seed(db, doctor["id"], 200)
+    _seed(db, small, 10)
+    _seed(db, doctor, 200)
     db.commit()
     ten = _statements(app, client, small_headers, "/api/v1/patients?limit=100")
     two_hundred = _statements(app, client, doctor["headers"], "/api/v1/patients?limit=100")

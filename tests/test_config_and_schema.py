@@ -22,6 +22,8 @@ def test_production_refuses_to_start_without_key_or_database(tmp_path):
         "MOODTRACK_ENV": "production",
         "MOODTRACK_INSTANCE_PATH": str(tmp_path),
         "MOODTRACK_RATELIMIT_STORAGE_URL": "redis://127.0.0.1:6379/0",
+        "MOODTRACK_TOTP_KEYS": "t1=0123456789abcdefghijklmnopqrstuv",
+        "MOODTRACK_SMTP_URL": "smtp+starttls://mailer:secret@mail.example.org:587",
     }
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         load_settings({**base, "MOODTRACK_SIGNING_KEYS": GOOD_KEY})
@@ -36,6 +38,23 @@ def test_production_refuses_to_start_without_key_or_database(tmp_path):
     )
     assert settings.active_kid == "k" and settings.env == "production"
     assert not (tmp_path / "signing.key").exists()
+    # TOTP seeds are encrypted with a ring of their own, which production must be given.
+    assert settings.active_totp_kid == "t1" and settings.require_staff_2fa is True
+    full = {**base, "DATABASE_URL": "sqlite:///x.db", "MOODTRACK_SIGNING_KEYS": GOOD_KEY}
+    with pytest.raises(ConfigError, match="MOODTRACK_TOTP_KEYS"):
+        load_settings({k: v for k, v in full.items() if k != "MOODTRACK_TOTP_KEYS"})
+    relaxed = load_settings({**full, "MOODTRACK_REQUIRE_STAFF_2FA": "false"})
+    assert relaxed.require_staff_2fa is False
+    # Sign-up sends a code by email: production needs a relay.
+    with pytest.raises(ConfigError, match="MOODTRACK_SMTP_URL"):
+        load_settings({k: v for k, v in full.items() if k != "MOODTRACK_SMTP_URL"})
+
+
+def test_staff_2fa_is_not_required_in_development_unless_asked(tmp_path):
+    env = {"MOODTRACK_INSTANCE_PATH": str(tmp_path)}
+    assert load_settings(env).require_staff_2fa is False
+    assert load_settings({**env, "MOODTRACK_REQUIRE_STAFF_2FA": "1"}).require_staff_2fa is True
+    assert (tmp_path / "totp.key").stat().st_mode & 0o077 == 0
 
 
 def test_development_generates_a_key_once_under_instance(tmp_path):
@@ -57,6 +76,12 @@ def test_development_generates_a_key_once_under_instance(tmp_path):
         ("MOODTRACK_ENV", "staging"),
         ("MOODTRACK_LOG_LEVEL", "LOUD"),
         ("MOODTRACK_SIGNING_KEYS", "no-equals-sign"),
+        ("MOODTRACK_REQUIRE_STAFF_2FA", "maybe"),
+        ("MOODTRACK_TOTP_KEYS", "t=short"),
+        ("MOODTRACK_ACTIVE_TOTP_KID", "missing"),
+        ("MOODTRACK_SMTP_URL", "http://mail.example.org"),
+        ("MOODTRACK_SMTP_URL", "smtp://mail.example.org:notaport"),
+        ("MOODTRACK_EMERGENCY_ACCESS_MINUTES", "2000"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, name, value):

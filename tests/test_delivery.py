@@ -74,8 +74,6 @@ def world(app, client, smtp):
     admin = make_staff(app, role=Role.admin)
     services = app.extensions["moodtrack"]
     delivery = DeliverySettings(
-        smtp_url=f"smtp://127.0.0.1:{controller.port}",
-        mail_from="alerts@moodtrack.test",
         public_url="https://moodtrack.test",
         escalation_emails=("oncall@clinic.test",),
         webhook_timeout_seconds=0.5,
@@ -84,7 +82,11 @@ def world(app, client, smtp):
         reminders=ReminderPolicy(),
     )
     worker = DeliveryWorker(
-        settings=services.settings.with_overrides(delivery=delivery),
+        settings=services.settings.with_overrides(
+            delivery=delivery,
+            smtp_url=f"smtp://127.0.0.1:{controller.port}",
+            mail_from="alerts@moodtrack.test",
+        ),
         engine=services.engine,
         session_factory=services.session_factory,
         name="test-worker",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from api.mail import SIGNUP_CODE
 from tests.conftest import PASSWORD
 from tests.delivery_harness import (
     REPO,
@@ -176,6 +177,12 @@ def test_moodtrack_serve_delivers_without_a_second_command(tmp_path: Path):
             "timezone": "UTC",
         }
         _call(base, "/api/v1/auth/register", account)
+        # Without a relay, development writes the sign-up email under instance/outbox/.
+        outbox = Path(env["MOODTRACK_INSTANCE_PATH"]) / "outbox"
+        _wait(lambda: any(outbox.glob("*.eml")), 30, "the sign-up email")
+        code = SIGNUP_CODE.search(next(outbox.glob("*.eml")).read_text()).group(1)
+        confirm = {"email": account["email"], "code": code, "password": PASSWORD}
+        _call(base, "/api/v1/auth/register/confirm", confirm)
         pat = _call(base, "/api/v1/auth/login", {"email": account["email"], "password": PASSWORD})
         form = {"instrument": "phq9", "answers": [1, 1, 1, 1, 1, 1, 1, 1, 2]}
         form["occurred_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

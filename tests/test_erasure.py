@@ -140,7 +140,7 @@ def test_only_a_patient_erases_and_only_with_a_body(app, client):
 
 
 @pytest.fixture
-def file_app(app: Flask) -> Iterator[tuple[Flask, Path]]:
+def file_app(app: Flask, settings: Settings) -> Iterator[tuple[Flask, Path]]:
     """An app on its own SQLite file that really commits, so the file's bytes can be read."""
     del app  # the session app sets up the contract validator the client uses
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,6 +155,7 @@ def file_app(app: Flask) -> Iterator[tuple[Flask, Path]]:
                 argon2=TEST_ARGON2,
                 instance_path=Path(tmp),
                 testing=True,
+                smtp_url=settings.smtp_url,
             )
         )
         application.test_client_class = ContractClient
@@ -212,11 +213,14 @@ def test_after_erasure_no_audit_row_holds_the_patients_id(app, client, db):
     # The scan reads every column: it finds the pseudonym (actor, patient) and a record id.
     assert {c for _, c in _audit_rows_holding(db, {pseudonym.hex}, first)} >= {"actor", "patient"}
     assert _audit_rows_holding(db, {uuid.UUID(patient["entry_id"]).hex}, first)
-    # Audit rows hold pseudonyms only, from the sign-up on: never the id itself.
-    register = db.scalars(
-        select(AuditEvent).where(AuditEvent.id > first, AuditEvent.action == "register")
+    # Audit rows hold pseudonyms only, from the sign-up on: never the id itself. The account
+    # is made when the emailed code is confirmed: that row names it by its pseudonym.
+    confirmed = db.scalars(
+        select(AuditEvent).where(
+            AuditEvent.id > first, AuditEvent.action == "register_confirmed"
+        )
     ).one()
-    assert register.resource_id == str(pseudonym) and register.actor == pseudonym
+    assert confirmed.resource_id == str(pseudonym) and confirmed.actor == pseudonym
     assert _audit_rows_holding(db, needles, first) == []
 
     assert _erase(client, patient["headers"]).status_code == 204

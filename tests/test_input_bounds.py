@@ -19,9 +19,10 @@ from marshmallow import fields as mfields
 from sqlalchemy import func, select
 
 from models import MoodEntry, Role
+from models.organisations import MemberRole
 from models.sessions import Observation, TreatmentSession
 from schemas.common import Day, Instant, Text
-from tests.conftest import ROOT, auth, link, make_staff, register_patient
+from tests.conftest import ROOT, auth, link, make_organisation, make_staff, register_patient
 from tools.render_schemas import marshmallow_classes
 
 PROBLEM = "application/problem+json"
@@ -89,6 +90,10 @@ def world(app, client) -> dict[str, Any]:
     )
     alerts = client.get(f"/api/v1/patients/{pid}/alerts", headers=ch).get_json()["items"]
     admin_headers = auth(client, admin["email"])
+    # An org admin of a clinic of their own, with a member: the org admin's operations.
+    organisation_id = make_organisation(app)
+    org_admin = make_staff(app, organisation_id=organisation_id, member_role=MemberRole.org_admin)
+    member = make_staff(app, organisation_id=organisation_id)
     hook = client.post(
         "/api/v1/webhooks",
         json={"url": "https://relay.example.org/hook", "event_types": ["alert.raised"]},
@@ -100,6 +105,7 @@ def world(app, client) -> dict[str, Any]:
             "patient": ph,
             "clinician": ch,
             "admin": admin_headers,
+            "org_admin": auth(client, org_admin["email"]),
         },
         "ids": {
             "patient_id": pid,
@@ -108,6 +114,8 @@ def world(app, client) -> dict[str, Any]:
             "alert_id": alerts[0]["id"],
             "user_id": clinician["id"],
             "webhook_id": hook["id"],
+            "organisation_id": organisation_id,
+            "member_id": member["id"],
         },
     }
 
@@ -135,7 +143,13 @@ def test_the_operations_with_json_bodies_include_login_and_refresh():
 def test_json_nested_past_the_stack_is_400_on_every_json_endpoint(
     client, world, errors_logged, method, template
 ):
-    path = re.sub(r"\{(\w+)\}", lambda m: world["ids"][m.group(1)], template)
+    path = re.sub(
+        r"\{(\w+)\}",
+        lambda m: world["ids"][
+            "member_id" if "/members/" in template and m.group(1) == "user_id" else m.group(1)
+        ],
+        template,
+    )
     statuses = {}
     for actor, headers in world["headers"].items():
         for body in (DEEP, '{"email": ' + DEEP + ', "entries": ' + DEEP + "}"):
@@ -460,7 +474,7 @@ def test_the_largest_numbers_that_fit_are_served(client, world):
     )
     assert alerts.status_code == 200
     cohort = client.get(
-        "/api/v1/patients?cursor=" + _cursor([2**63 - 1, "-open_alerts", None]), headers=ch
+        "/api/v1/patients?cursor=" + _cursor([2**63 - 1, "-open_alerts", None, None]), headers=ch
     )
     assert cohort.status_code == 200 and cohort.get_json()["items"] == []
 

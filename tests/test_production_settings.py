@@ -32,6 +32,8 @@ def production(tmp_path: Path) -> dict[str, str]:
         "MOODTRACK_INSTANCE_PATH": str(tmp_path),
         "DATABASE_URL": "postgresql://moodtrack@db:5432/moodtrack",
         "MOODTRACK_SIGNING_KEYS": f"k1={_random_key()}",
+        "MOODTRACK_TOTP_KEYS": f"t1={_random_key()}",
+        "MOODTRACK_SMTP_URL": "smtp+starttls://moodtrack:secret@mail.example.org:587",
         "MOODTRACK_RATELIMIT_STORAGE_URL": "redis://redis:6379/0",
     }
 
@@ -209,6 +211,10 @@ def test_the_benchmark_rigs_start_in_production_mode(tmp_path):
     from bench.throughput import server_env as throughput_env
 
     url = "postgresql://postgres@127.0.0.1:5432/bench"
-    for env in (faults_env(url, tmp_path, "t", 1), throughput_env(url, tmp_path, "t", 1)):
+    smtp = "smtp://127.0.0.1:25"
+    for env in (
+        faults_env(url, tmp_path, "t", 1, smtp_url=smtp),
+        throughput_env(url, tmp_path, "t", 1, smtp_url=smtp),
+    ):
         settings = load_settings(env)
         assert settings.env == "production" and settings.argon2.time_cost == 1

@@ -9,16 +9,15 @@ from __future__ import annotations
 import ipaddress
 import smtplib
 import socket
-import ssl
 import time
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 from standardwebhooks import Webhook as Signer
 
+from api.mail import build_message, parse_smtp_url, send_message
 from models.delivery import Outcome
 
 USER_AGENT = "moodtrack-webhooks/1"
@@ -92,43 +91,24 @@ class WebhookSender:
                 return response.status_code
 
 
-class Mailer:
-    """Plain-text email over SMTP, configured by URL (smtp://, smtps://, ?starttls=1)."""
+class EmailSender:
+    """Plain-text email through the relay of MOODTRACK_SMTP_URL (api.mail), sent now: the
+    worker records each attempt and retries by the schedule like a webhook's."""
 
     def __init__(self, *, smtp_url: str, mail_from: str, timeout: float) -> None:
-        parts = urlsplit(smtp_url)
-        self.implicit_tls = parts.scheme == "smtps"
-        self.starttls = parse_qs(parts.query).get("starttls", ["0"])[0] in {"1", "true"}
-        self.host = parts.hostname or "localhost"
-        self.port = parts.port or (465 if self.implicit_tls else 25)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        self.relay = parse_smtp_url(smtp_url)
         self.mail_from = mail_from
         self.timeout = timeout
 
     def send(self, *, to: str, subject: str, text: str, now: datetime) -> Outcome:
         """Send one message; a refusal or a dropped connection is a failed attempt."""
         started = time.perf_counter()
-        message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = self.mail_from, to, subject
-        message.set_content(text)
+        message = build_message(sender=self.mail_from, to=to, subject=subject, body=text)
         try:
-            with self._connect() as smtp:
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                smtp.send_message(message)
+            send_message(self.relay, message, timeout=self.timeout)
         except (OSError, smtplib.SMTPException) as exc:
             return _outcome(now, started, error=type(exc).__name__)
         return _outcome(now, started)
-
-    def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
-        if self.implicit_tls:
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        if self.starttls:
-            smtp.starttls(context=context)
-        return smtp
 
 
 def _outcome(

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.delivery.messages import email_text, webhook_body
-from api.delivery.senders import Mailer, WebhookSender
+from api.delivery.senders import EmailSender, WebhookSender
 from models.alerts import escalate_overdue_alerts
 from models.base import utcnow
 from models.delivery import (
@@ -85,7 +85,7 @@ class DeliveryWorker:
         self.sessions = session_factory or make_session_factory(self.engine)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.routing = Routing(
-            email_enabled=self.delivery.email_enabled,
+            email_enabled=bool(settings.smtp_url),
             escalation_addresses=self.delivery.escalation_emails,
         )
         self.webhooks = WebhookSender(
@@ -93,12 +93,12 @@ class DeliveryWorker:
             allow_private_networks=self.delivery.allow_private_networks,
         )
         self.mailer = (
-            Mailer(
-                smtp_url=self.delivery.smtp_url,
-                mail_from=self.delivery.mail_from,
+            EmailSender(
+                smtp_url=settings.smtp_url,
+                mail_from=settings.mail_from,
                 timeout=self.delivery.webhook_timeout_seconds,
             )
-            if self.delivery.email_enabled
+            if settings.smtp_url
             else None
         )
         self.stopping = threading.Event()

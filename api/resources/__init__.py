@@ -31,11 +31,14 @@ def build_api(app: Flask) -> Api:
         audit,
         care,
         due,
+        emergency,
         erasure,
         instruments,
         mood,
+        organisations,
         patients,
         reports,
+        second_factor,
         sessions,
         trends,
         webhooks,
@@ -45,6 +48,7 @@ def build_api(app: Flask) -> Api:
     api = ProblemApi(prefix=API_PREFIX, doc=False, catch_all_404s=False)
     for namespace in (
         accounts.auth_ns,
+        second_factor.ns,
         accounts.me_ns,
         accounts.users_ns,
         care.ns,
@@ -62,6 +66,9 @@ def build_api(app: Flask) -> Api:
         alerts.ns,
         erasure.ns,
         webhooks.ns,
+        organisations.ns,
+        organisations.accept_ns,
+        emergency.ns,
     ):
         api.add_namespace(namespace)
     api.init_app(app, add_specs=False)

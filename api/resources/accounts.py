@@ -9,42 +9,51 @@ from flask import Response, current_app
 from flask_restx import Namespace, Resource
 
 from api.audit import note_actor
-from api.auth import current_principal, require_auth
+from api.auth import STAFF_ROLES, current_principal, require_auth
 from api.db import get_db
 from api.errors import not_found
 from api.http import empty_response, json_response, load_body, require_if_match
+from api.limits import client_address
 from models.accounts import (
     Role,
     User,
     authenticate,
     change_password,
     create_user,
+    email_key,
     revoke_access_token,
     revoke_family,
     rotate_refresh_token,
     start_session,
 )
 from models.base import utcnow
+from models.second_factor import has_second_factor
+from models.signups import Notice, confirm_signup, start_signup
+from models.throttle import throttle_keys
 from schemas.accounts import (
     LoginIn,
     MeUpdate,
     PasswordChangeIn,
     RefreshIn,
+    RegisterAcceptedOut,
+    RegisterConfirmIn,
     RegisterIn,
     TokenPairOut,
     UserCreateIn,
     UserOut,
     UserUpdate,
 )
+from schemas.second_factor import MfaRequiredOut
 
 auth_ns = Namespace("auth", path="/auth", description="Sign-up and tokens")
 me_ns = Namespace("me", path="/me", description="The caller's own account")
 users_ns = Namespace("users", path="/users", description="Staff accounts (admin)")
 
 _register_in, _login_in, _refresh_in = RegisterIn(), LoginIn(), RefreshIn()
-_token_out, _user_out = TokenPairOut(), UserOut()
+_token_out, _user_out, _mfa_out = TokenPairOut(), UserOut(), MfaRequiredOut()
 _me_update, _password_in = MeUpdate(), PasswordChangeIn()
 _user_create_in, _user_update = UserCreateIn(), UserUpdate()
+_accepted_out, _confirm_in = RegisterAcceptedOut(), RegisterConfirmIn()
 
 
 def _services() -> Any:
@@ -66,26 +75,75 @@ def user_view(user: User) -> dict[str, Any]:
     )
 
 
-def _token_pair(user: User, family_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
-    tokens = _services().tokens
+def token_pair(user: User, family_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
+    """A fresh access token for the session, with its refresh token, as TokenPairOut."""
+    services = _services()
+    tokens = services.tokens
     access = tokens.issue(user_id=user.id, role=user.role.value, family_id=family_id, now=utcnow())
+    enrol = (
+        services.settings.require_staff_2fa
+        and user.role in STAFF_ROLES
+        and not has_second_factor(db=get_db(), user_id=user.id)
+    )
     return _token_out.dump(
         {
             "access_token": access,
             "refresh_token": refresh_token,
             "token_type": "Bearer",
             "expires_in": int(tokens.ttl.total_seconds()),
+            "second_factor_enrolment_required": enrol,
         }
+    )
+
+
+SIGNUP_ACCEPTED = {
+    "status": "confirmation_sent",
+    "detail": "If this address can be used, a confirmation code is on its way to it. Send it "
+    "with the password to POST /api/v1/auth/register/confirm within 24 hours.",
+}
+
+
+def _signup_message(notice: Notice) -> tuple[str, str]:
+    """Subject and text of a sign-up email (never the display name: no health context)."""
+    if notice.code is None:
+        return (
+            "Sign-up attempt for your moodtrack account",
+            "Someone tried to sign up for moodtrack with this address,\n"
+            "which already has an account. If it was you, log in with\n"
+            "your password instead. If it was not, you can ignore this\n"
+            "message: nothing has changed.\n",
+        )
+    return (
+        "Your moodtrack sign-up code",
+        f"Your sign-up code is {notice.code}.\n"
+        "Enter it in the app within 24 hours to finish signing up.\n"
+        "If you did not sign up, ignore this message: no account\n"
+        "is made without the code.\n",
     )
 
 
 @auth_ns.route("/register")
 class Register(Resource):
     def post(self) -> Response:
-        """Create a patient account."""
+        """Start a patient sign-up: the same 202 whether or not the email has an account."""
         data = load_body(_register_in)
         db = get_db()
-        user = create_user(db=db, passwords=_services().passwords, role=Role.patient, **data)
+        services = _services()
+        notice = start_signup(db=db, passwords=services.passwords, now=utcnow(), **data)
+        db.commit()
+        subject, body = _signup_message(notice)
+        services.mailer.send(to=notice.to, subject=subject, body=body)
+        return json_response(_accepted_out.dump(SIGNUP_ACCEPTED), 202)
+
+
+@auth_ns.route("/register/confirm")
+class RegisterConfirm(Resource):
+    def post(self) -> Response:
+        """Finish a sign-up with the emailed code and its password: the account is made."""
+        data = load_body(_confirm_in)
+        db = get_db()
+        user = confirm_signup(db=db, passwords=_services().passwords, now=utcnow(), **data)
+        note_actor(user)
         db.commit()
         return json_response(user_view(user), 201, etag=user.etag)
 
@@ -97,11 +155,26 @@ class Login(Resource):
         data = load_body(_login_in)
         db = get_db()
         services = _services()
-        user = authenticate(db=db, passwords=services.passwords, now=utcnow(), **data)
+        now = utcnow()
+        keys = throttle_keys(
+            secret=services.throttle_secret,
+            email_key=email_key(data["email"]),
+            address=client_address(),
+        )
+        user = authenticate(db=db, passwords=services.passwords, throttle=keys, now=now, **data)
         note_actor(user)
+        if has_second_factor(db=db, user_id=user.id):
+            # No token yet: the code comes first (POST /auth/2fa/verify).
+            db.commit()
+            mfa = {
+                "mfa_required": True,
+                "mfa_token": services.tokens.issue_mfa(user_id=user.id, now=now),
+                "expires_in": int(services.tokens.mfa_ttl.total_seconds()),
+            }
+            return json_response(_mfa_out.dump(mfa))
         family, refresh = start_session(db=db, user=user, refresh_ttl=services.settings.refresh_ttl)
         db.commit()
-        return json_response(_token_pair(user, family.id, refresh))
+        return json_response(token_pair(user, family.id, refresh))
 
 
 @auth_ns.route("/refresh")
@@ -118,12 +191,12 @@ class Refresh(Resource):
         )
         note_actor(user)
         db.commit()
-        return json_response(_token_pair(user, family.id, refresh))
+        return json_response(token_pair(user, family.id, refresh))
 
 
 @auth_ns.route("/logout")
 class Logout(Resource):
-    @require_auth()
+    @require_auth(allow_unenrolled=True)
     def post(self) -> Response:
         """End this session: its refresh family and this access token."""
         principal = current_principal()

@@ -55,6 +55,7 @@ class AccessLog(Resource):
                 "action": event.action,
                 "resource_type": event.resource_type,
                 "outcome": event.outcome,
+                "emergency_access": event.emergency,
             }
             for event, name in rows
         ]
@@ -121,6 +122,7 @@ class AuditEvents(Resource):
                 "outcome": event.outcome,
                 "request_id": event.request_id,
                 "client_address": event.client_address,
+                "emergency": event.emergency,
             }
             for event, actor, patient in rows
         ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 from flask_restx import Namespace, Resource
 from sqlalchemy.orm import aliased
 
@@ -14,11 +14,18 @@ from api.errors import not_found
 from api.http import empty_response, json_response, keyset_page, load_body, path_id
 from models.accounts import Role, User
 from models.base import utcnow
-from models.care import CareLink, accept_invite, create_invite, end_link, links_of
-from schemas.care import CareLinkIn, CareLinkListOut, CareLinkOut, InviteOut
+from models.care import (
+    CareLink,
+    accept_invite,
+    create_invite,
+    end_link,
+    invite_organisation,
+    links_of,
+)
+from schemas.care import CareLinkIn, CareLinkListOut, CareLinkOut, InviteIn, InviteOut
 
 ns = Namespace("care", path="/", description="Invites and care links")
-_invite_out, _link_in = InviteOut(), CareLinkIn()
+_invite_in, _invite_out, _link_in = InviteIn(), InviteOut(), CareLinkIn()
 _link_out, _link_list_out = CareLinkOut(), CareLinkListOut()
 
 
@@ -31,6 +38,7 @@ def _link_view(link: CareLink, patient: User, clinician: User) -> dict[str, Any]
         "id": link.id,
         "patient": _person(patient),
         "clinician": _person(clinician),
+        "organisation_id": link.organisation_id,
         "created_at": link.created_at,
     }
 
@@ -39,11 +47,27 @@ def _link_view(link: CareLink, patient: User, clinician: User) -> dict[str, Any]
 class Invites(Resource):
     @require_auth(Role.clinician)
     def post(self) -> Response:
-        """A one-time code (7-day expiry) a patient enters to link with the caller."""
+        """A one-time code (7-day expiry) a patient enters to link with the caller, in one
+        of the caller's organisations (named in the body when they work in several)."""
+        # The body is optional: a clinician of one organisation sends none.
+        data = load_body(_invite_in) if request.get_data(cache=True) else {"organisation_id": None}
         db = get_db()
-        invite, code = create_invite(db=db, clinician=current_principal().user, now=utcnow())
+        clinician = current_principal().user
+        organisation_id = invite_organisation(
+            db=db, clinician=clinician, organisation_id=data["organisation_id"]
+        )
+        invite, code = create_invite(
+            db=db, clinician=clinician, organisation_id=organisation_id, now=utcnow()
+        )
         db.commit()
-        body = _invite_out.dump({"id": invite.id, "code": code, "expires_at": invite.expires_at})
+        body = _invite_out.dump(
+            {
+                "id": invite.id,
+                "organisation_id": invite.organisation_id,
+                "code": code,
+                "expires_at": invite.expires_at,
+            }
+        )
         return json_response(body, 201)
 
 

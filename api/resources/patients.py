@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
 
 from flask import Response, request
@@ -15,8 +16,9 @@ from api.errors import not_found, validation_error
 from api.http import decode_cursor, encode_cursor, json_response, page_limit
 from models.accounts import Role, User
 from models.base import utcnow
-from models.care import CareLink
+from models.care import CareLink, visible_link
 from models.cohort import SORTS, cohort_page
+from models.organisations import clinician_organisations
 from schemas.accounts import CohortOut, PatientOut
 from schemas.common import fits_sql_integer
 
@@ -24,11 +26,30 @@ ns = Namespace("patients", path="/patients", description="Patients")
 _patient_out, _cohort_out = PatientOut(), CohortOut()
 
 
+def _organisation_filter() -> uuid.UUID | None:
+    """The ``organisation_id`` query parameter: one of the caller's organisations, else 422."""
+    raw = request.args.get("organisation_id")
+    if raw is None:
+        return None
+    try:
+        organisation_id = uuid.UUID(raw)
+    except ValueError:
+        raise validation_error({"organisation_id": ["Must be a UUID."]}) from None
+    if organisation_id not in clinician_organisations(
+        db=get_db(), user_id=current_principal().user.id
+    ):
+        raise validation_error(
+            {"organisation_id": ["Not an organisation where you work as a clinician."]}
+        )
+    return organisation_id
+
+
 @ns.route("")
 class Patients(Resource):
     @require_auth(Role.clinician)
     def get(self) -> Response:
-        """The cohort: one summary row per linked patient, sortable, filterable, paged."""
+        """The cohort: one summary row per linked patient, sortable, filterable, paged; in
+        one organisation of the caller's with ``organisation_id``, else in all of them."""
         sort = request.args.get("sort", "-open_alerts")
         if sort.lstrip("-") not in SORTS:
             raise validation_error(
@@ -38,12 +59,14 @@ class Patients(Resource):
         if raw_attention not in (None, "true", "false"):
             raise validation_error({"needs_attention": ["Must be true or false."]})
         attention = None if raw_attention is None else raw_attention == "true"
+        organisation_id = _organisation_filter()
+        raw_organisation = str(organisation_id) if organisation_id else None
         limit = page_limit()
         # The cohort is ordered by computed columns, so the cursor is a position in it.
-        cursor = decode_cursor(arity=3)
+        cursor = decode_cursor(arity=4)
         offset = 0
         if cursor is not None:
-            if cursor[1:] != [sort, raw_attention] or not (
+            if cursor[1:] != [sort, raw_attention, raw_organisation] or not (
                 fits_sql_integer(cursor[0], big=True) and cursor[0] >= 0
             ):
                 raise validation_error({"cursor": ["Not a cursor for this sort and filter."]})
@@ -57,13 +80,14 @@ class Patients(Resource):
             needs_attention=attention,
             offset=offset,
             limit=limit,
+            organisation_id=organisation_id,
         )
         note_patients(row.patient_id for row in rows)
         items = [{**asdict(row), "id": row.patient_id} for row in rows]
-        next_cursor = encode_cursor([offset + limit, sort, raw_attention]) if more else None
+        position = [offset + limit, sort, raw_attention, raw_organisation]
         body = {
             "items": items,
-            "next_cursor": next_cursor,
+            "next_cursor": encode_cursor(position) if more else None,
             "ruleset_version": settings().rules.version,
         }
         return json_response(_cohort_out.dump(body))
@@ -84,9 +108,7 @@ class PatientItem(Resource):
         if principal.role == Role.clinician:
             since = db.scalar(
                 select(CareLink.created_at).where(
-                    CareLink.patient_id == patient.id,
-                    CareLink.clinician_id == principal.user.id,
-                    CareLink.ended_at.is_(None),
+                    CareLink.patient_id == patient.id, visible_link(principal.user.id)
                 )
             )
         body = _patient_out.dump(

@@ -312,6 +312,7 @@ def _export_body(records: Records) -> dict[str, Any]:
                 "id": link.id,
                 "patient": _person(records.patient),
                 "clinician": _person(clinician),
+                "organisation_id": link.organisation_id,
                 "created_at": link.created_at,
                 "ended_at": link.ended_at,
             }

@@ -206,5 +206,5 @@ class DeliveryHealth(Resource):
     def get(self) -> Response:
         """Backlog, its age, failed deliveries, endpoints and live workers (no health data)."""
         health = delivery_health(db=get_db(), now=utcnow())
-        health["email_enabled"] = settings().delivery.email_enabled
+        health["email_enabled"] = bool(settings().smtp_url)
         return json_response(_health_out.dump(health))

@@ -1,0 +1,295 @@
+"""Organisations (the operator's), their staff (the org admins'), and taking up a staff invite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app
+from flask_restx import Namespace, Resource
+from sqlalchemy import func, select
+
+from api.audit import note_actor
+from api.auth import current_principal, organisation_as_admin, require_auth
+from api.db import get_db
+from api.errors import not_found
+from api.http import (
+    empty_response,
+    json_response,
+    keyset_page,
+    load_body,
+    path_id,
+    require_if_match,
+)
+from models.accounts import Role, User
+from models.base import utcnow
+from models.care import end_clinician_links
+from models.organisations import (
+    MemberRole,
+    Membership,
+    Organisation,
+    accept_staff_invite,
+    change_member,
+    create_organisation,
+    create_staff_invite,
+    member_or_404,
+    remove_member,
+    rename_organisation,
+)
+from models.second_factor import has_second_factor, reset_second_factor, second_factor_on
+from schemas.organisations import (
+    MemberListOut,
+    MemberOut,
+    MemberUpdate,
+    OrganisationCreatedOut,
+    OrganisationIn,
+    OrganisationListOut,
+    OrganisationOut,
+    OrganisationUpdate,
+    StaffInviteAcceptIn,
+    StaffInviteIn,
+    StaffInviteOut,
+)
+
+ns = Namespace("organisations", path="/organisations", description="Organisations and staff")
+accept_ns = Namespace("staff-invites", path="/auth/staff-invites", description="Staff invites")
+_org_in, _org_update, _org_out = OrganisationIn(), OrganisationUpdate(), OrganisationOut()
+_org_created_out, _org_list_out = OrganisationCreatedOut(), OrganisationListOut()
+_invite_in, _invite_out, _accept_in = StaffInviteIn(), StaffInviteOut(), StaffInviteAcceptIn()
+_member_out, _member_list_out, _member_update = MemberOut(), MemberListOut(), MemberUpdate()
+
+
+def _active_members(organisation: Organisation) -> int:
+    return (
+        get_db().scalar(
+            select(func.count()).where(
+                Membership.organisation_id == organisation.id, Membership.disabled_at.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def _organisation_view(organisation: Organisation) -> dict[str, Any]:
+    return {
+        "id": organisation.id,
+        "name": organisation.name,
+        "created_at": organisation.created_at,
+        "members": _active_members(organisation),
+    }
+
+
+def _invite_view(invite: Any, code: str) -> dict[str, Any]:
+    return {
+        "id": invite.id,
+        "organisation_id": invite.organisation_id,
+        "email": invite.email,
+        "role": invite.role,
+        "code": code,
+        "expires_at": invite.expires_at,
+    }
+
+
+def member_view(
+    membership: Membership, user: User, second_factor: bool | None = None
+) -> dict[str, Any]:
+    """A membership and its user, for MemberOut."""
+    if second_factor is None:
+        second_factor = has_second_factor(db=get_db(), user_id=user.id)
+    return {
+        "user_id": user.id,
+        "organisation_id": membership.organisation_id,
+        "email": user.email,
+        "display_name": user.display_name,
+        "role": membership.role,
+        "disabled": membership.disabled_at is not None,
+        "second_factor": second_factor,
+        "created_at": membership.created_at,
+    }
+
+
+def _organisation_or_404(raw: str) -> Organisation:
+    organisation = get_db().get(Organisation, path_id(raw))
+    if organisation is None:
+        raise not_found()
+    return organisation
+
+
+@ns.route("")
+class Organisations(Resource):
+    @require_auth(Role.admin)
+    def post(self) -> Response:
+        """Create an organisation and the invite of its first org admin (code shown once)."""
+        data = load_body(_org_in)
+        db = get_db()
+        now = utcnow()
+        organisation = create_organisation(db=db, name=data["name"])
+        invite, code = create_staff_invite(
+            db=db,
+            organisation_id=organisation.id,
+            email=data["first_admin"]["email"],
+            role=MemberRole.org_admin,
+            created_by=current_principal().user,
+            now=now,
+        )
+        db.commit()
+        body = {
+            **_organisation_view(organisation),
+            "first_admin_invite": _invite_view(invite, code),
+        }
+        return json_response(_org_created_out.dump(body), 201, etag=organisation.etag)
+
+    @require_auth(Role.admin)
+    def get(self) -> Response:
+        """Every organisation, oldest first."""
+        rows, next_cursor = keyset_page(
+            get_db(),
+            select(Organisation).order_by(Organisation.created_at, Organisation.id),
+            keys=(Organisation.created_at, Organisation.id),
+            key_of=lambda row: (row[0].created_at, row[0].id),
+            descending=False,
+        )
+        items = [_organisation_view(organisation) for (organisation,) in rows]
+        return json_response(_org_list_out.dump({"items": items, "next_cursor": next_cursor}))
+
+
+@ns.route("/<organisation_id>")
+class OrganisationItem(Resource):
+    @require_auth(Role.admin)
+    def get(self, organisation_id: str) -> Response:
+        """One organisation."""
+        organisation = _organisation_or_404(organisation_id)
+        return json_response(
+            _org_out.dump(_organisation_view(organisation)), etag=organisation.etag
+        )
+
+    @require_auth(Role.admin)
+    def patch(self, organisation_id: str) -> Response:
+        """Rename an organisation (If-Match required)."""
+        organisation = _organisation_or_404(organisation_id)
+        require_if_match(organisation.etag)
+        data = load_body(_org_update)
+        rename_organisation(organisation=organisation, name=data["name"])
+        db = get_db()
+        db.commit()
+        db.refresh(organisation)
+        return json_response(
+            _org_out.dump(_organisation_view(organisation)), etag=organisation.etag
+        )
+
+
+@ns.route("/<organisation_id>/members")
+class Members(Resource):
+    @require_auth(Role.clinician)
+    def get(self, organisation_id: str) -> Response:
+        """The organisation's staff, oldest member first (org admins)."""
+        organisation = organisation_as_admin(organisation_id)
+        stmt = (
+            select(Membership, User, second_factor_on(User.id))
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.organisation_id == organisation.id)
+            .order_by(Membership.created_at, Membership.id)
+        )
+        rows, next_cursor = keyset_page(
+            get_db(),
+            stmt,
+            keys=(Membership.created_at, Membership.id),
+            key_of=lambda row: (row[0].created_at, row[0].id),
+            descending=False,
+        )
+        items = [member_view(membership, user, bool(on)) for membership, user, on in rows]
+        return json_response(_member_list_out.dump({"items": items, "next_cursor": next_cursor}))
+
+
+@ns.route("/<organisation_id>/staff-invites")
+class StaffInvites(Resource):
+    @require_auth(Role.clinician)
+    def post(self, organisation_id: str) -> Response:
+        """A one-time code (7-day expiry) for one person to join as clinician or org admin."""
+        organisation = organisation_as_admin(organisation_id)
+        data = load_body(_invite_in)
+        db = get_db()
+        invite, code = create_staff_invite(
+            db=db,
+            organisation_id=organisation.id,
+            email=data["email"],
+            role=MemberRole(data["role"]),
+            created_by=current_principal().user,
+            now=utcnow(),
+        )
+        db.commit()
+        return json_response(_invite_out.dump(_invite_view(invite, code)), 201)
+
+
+@ns.route("/<organisation_id>/members/<user_id>")
+class MemberItem(Resource):
+    @require_auth(Role.clinician)
+    def patch(self, organisation_id: str, user_id: str) -> Response:
+        """Change a member's role, or disable or re-enable them (If-Match required)."""
+        organisation = organisation_as_admin(organisation_id)
+        db = get_db()
+        membership, user = member_or_404(
+            db=db, organisation_id=organisation.id, user_id=path_id(user_id)
+        )
+        require_if_match(membership.etag)
+        data = load_body(_member_update)
+        change_member(
+            db=db,
+            membership=membership,
+            role=MemberRole(data["role"]) if "role" in data else None,
+            disabled=data.get("disabled"),
+            now=utcnow(),
+        )
+        db.commit()
+        db.refresh(membership)
+        return json_response(_member_out.dump(member_view(membership, user)), etag=membership.etag)
+
+    @require_auth(Role.clinician)
+    def delete(self, organisation_id: str, user_id: str) -> Response:
+        """Take a member out of the organisation; their links in it end (If-Match required)."""
+        organisation = organisation_as_admin(organisation_id)
+        db = get_db()
+        membership, user = member_or_404(
+            db=db, organisation_id=organisation.id, user_id=path_id(user_id)
+        )
+        require_if_match(membership.etag)
+        remove_member(db=db, membership=membership)
+        end_clinician_links(
+            db=db,
+            organisation_id=organisation.id,
+            clinician_id=user.id,
+            ended_by_id=current_principal().user.id,
+            now=utcnow(),
+        )
+        db.commit()
+        return empty_response()
+
+
+@ns.route("/<organisation_id>/members/<user_id>/2fa")
+class MemberSecondFactor(Resource):
+    @require_auth(Role.clinician)
+    def delete(self, organisation_id: str, user_id: str) -> Response:
+        """Reset a member's 2FA (they enrol again at their next login); their sessions end."""
+        organisation = organisation_as_admin(organisation_id)
+        db = get_db()
+        _membership, user = member_or_404(
+            db=db, organisation_id=organisation.id, user_id=path_id(user_id)
+        )
+        reset_second_factor(db=db, user_id=user.id, now=utcnow())
+        db.commit()
+        return empty_response()
+
+
+@accept_ns.route("/accept")
+class StaffInviteAccept(Resource):
+    def post(self) -> Response:
+        """Take up a staff invite: join its organisation, with a new account if need be."""
+        data = load_body(_accept_in)
+        db = get_db()
+        membership, user = accept_staff_invite(
+            db=db, passwords=current_app.extensions["moodtrack"].passwords, now=utcnow(), **data
+        )
+        note_actor(user)
+        db.commit()
+        return json_response(
+            _member_out.dump(member_view(membership, user)), 201, etag=membership.etag
+        )
