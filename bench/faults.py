@@ -124,6 +124,7 @@ class Server:
             "20",
             "--timeout",
             "30",
+            "--preload",
         ]
 
     def start(self) -> None:
