@@ -41,6 +41,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import statistics
@@ -350,15 +351,17 @@ def start_topology(
     for name, value in overrides.items():
         print(f"  {name}={value}")
     # Migrations as the owner (compose's `migrate` service); the instances serve as the role.
-    owner_env = {**env, "DATABASE_URL": db_url}
-    subprocess.run(
-        [str(BIN / "moodtrack"), "db", "upgrade"],
-        cwd=ROOT,
-        env=owner_env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    # Then, as each instance's container does first (the image's CMD), the same command as
+    # the role: with nothing left to do, it only reads alembic_version.
+    for run_as in ({**env, "DATABASE_URL": db_url}, env):
+        subprocess.run(
+            [str(BIN / "moodtrack"), "db", "upgrade"],
+            cwd=ROOT,
+            env=run_as,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     workers, threads = int(env["GUNICORN_WORKERS"]), int(env["GUNICORN_THREADS"])
     instances = [
         Server(free_port(), env, workdir / f"gunicorn-{name}.log", workers, threads)
@@ -892,6 +895,9 @@ def main() -> int:
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     args = parser.parse_args()
+    # A SIGTERM (CI's `timeout`) unwinds like an error: every process started here is in
+    # its own session and would outlive this one otherwise.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     began = time.monotonic()
     checks = Checks()
     tag = uuid.uuid4().hex[:8]
