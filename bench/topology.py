@@ -336,7 +336,6 @@ def start_topology(
     stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Path, tag: str, stop_at: float
 ) -> Topology:
     """Scratch database, migrations, two instances, nginx, a receiver and a worker."""
-    compose = read_compose()
     db_name = f"moodtrack_topology_{tag}"
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{db_name}"')
@@ -344,24 +343,13 @@ def start_topology(
     db_url = f"postgresql://postgres@{HOST}:5432/{db_name}"
     cert, key = make_certificate(workdir)
     env, overrides = topology_env(
-        compose, db_url=db_url, workdir=workdir, tag=tag, redis_db=args.redis_db, ca=cert
+        read_compose(), db_url=db_url, workdir=workdir, tag=tag, redis_db=args.redis_db, ca=cert
     )
     stack.callback(drop_redis_keys, args.redis_db, f"topology-{tag}")
     print("environment: compose's app environment, secrets made here, and for this run:")
     for name, value in overrides.items():
         print(f"  {name}={value}")
-    # Migrations as the owner (compose's `migrate` service); the instances serve as the role.
-    # Then, as each instance's container does first (the image's CMD), the same command as
-    # the role: with nothing left to do, it only reads alembic_version.
-    for run_as in ({**env, "DATABASE_URL": db_url}, env):
-        subprocess.run(
-            [str(BIN / "moodtrack"), "db", "upgrade"],
-            cwd=ROOT,
-            env=run_as,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    migrate(env, db_url)
     workers, threads = int(env["GUNICORN_WORKERS"]), int(env["GUNICORN_THREADS"])
     instances = [
         Server(free_port(), env, workdir / f"gunicorn-{name}.log", workers, threads)
@@ -370,30 +358,22 @@ def start_topology(
     for instance in instances:
         stack.callback(instance.stop)
         instance.start()
-    tls = ssl.create_default_context(cafile=str(cert))
-    proxy = Proxy(workdir, free_port(), tls)
+    proxy = Proxy(workdir, free_port(), ssl.create_default_context(cafile=str(cert)))
     stack.callback(proxy.stop)
-    site = render_site(
-        (DEPLOY / "nginx.conf").read_text(),
-        upstreams=[i.port for i in instances],
-        port=proxy.port,
-        cert=cert,
-        key=key,
+    proxy.start(
+        render_site(
+            (DEPLOY / "nginx.conf").read_text(),
+            upstreams=[i.port for i in instances],
+            port=proxy.port,
+            cert=cert,
+            key=key,
+        )
     )
-    proxy.start(site)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
     receiver = Receiver(tls=server_tls).start()
     stack.callback(receiver.stop)
-    with (workdir / "worker.log").open("ab") as log:
-        worker = subprocess.Popen(
-            [str(BIN / "moodtrack"), "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = start_worker(env, workdir)
     stack.callback(stop_process, worker)
     print(
         f"nginx {HOST}:{proxy.port} (TLS) -> gunicorn {workers} workers x {threads} threads "
@@ -406,7 +386,7 @@ def start_topology(
         db_url=db_url,
         instances=instances,
         proxy=proxy,
-        tls=tls,
+        tls=proxy.tls,
         receiver=receiver,
         worker=worker,
         workdir=workdir,
@@ -414,6 +394,34 @@ def start_topology(
         prefix=f"topology-{tag}",
         stop_at=stop_at,
     )
+
+
+def migrate(env: dict[str, str], owner_url: str) -> None:
+    """Migrations as the owner (compose's `migrate` service); then, as each instance's
+    container does first (the image's CMD), the same command as moodtrack_app: with nothing
+    left to do, it only reads alembic_version."""
+    for run_as in ({**env, "DATABASE_URL": owner_url}, env):
+        subprocess.run(
+            [str(BIN / "moodtrack"), "db", "upgrade"],
+            cwd=ROOT,
+            env=run_as,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def start_worker(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    """`moodtrack worker`, as compose's worker service runs it."""
+    with (workdir / "worker.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(BIN / "moodtrack"), "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def drop_database(name: str) -> None:
@@ -591,6 +599,11 @@ def check_forwarded_for(t: Topology, checks: Checks, email: str) -> None:
         f"audit rows record {FORWARDED_ADDRESS} (the proxy connects from {HOST}: the app took "
         "the proxy's X-Forwarded-For), never the forged addresses",
     )
+    show_direct_forgery(t, email)
+
+
+def show_direct_forgery(t: Topology, email: str) -> None:
+    """What an instance does with a forged header from a client that bypasses the proxy."""
     direct = Client(t.instances[0].port, source=DIRECT_ADDRESS)
     direct.request(
         "POST",
@@ -639,6 +652,39 @@ def check_shared_limits(t: Topology, checks: Checks, email: str) -> None:
 
 def check_delivery(t: Topology, checks: Checks, patient_token: str, tag: str) -> None:
     print("(4) delivery: a positive PHQ-9 item 9 through the proxy, to a webhook", flush=True)
+    secret = register_webhook(t, tag)
+    checks.expect(secret is not None, "an admin registers an https endpoint through the proxy")
+    if secret is None:
+        return
+    t.receiver.secrets = [secret]
+    phq9 = {
+        "instrument": "phq9",
+        "answers": [1, 1, 1, 1, 1, 1, 1, 1, 2],
+        "difficulty": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    client = t.client(SETUP_ADDRESS)
+    sent = time.time()
+    status, _, body = client.request(
+        "POST", "/api/v1/patients/me/assessments", phq9, token=patient_token
+    )
+    checks.expect(
+        status == 201 and "crisis" in json.loads(body), "the PHQ-9 is stored with its crisis block"
+    )
+    arrived = t.receiver.wait_for(1, timeout=30)
+    checks.expect(arrived, "the worker delivered it within 30 s, signature verified")
+    if arrived:
+        event = t.receiver.received[0]
+        print(f"  alert.raised arrived {event.arrived - sent:.2f} s after the POST was sent")
+        checks.expect(
+            event.body["type"] == "alert.raised" and event.body["data"]["rule"] == "self_harm",
+            "it is the self_harm alert.raised event",
+        )
+
+
+def register_webhook(t: Topology, tag: str) -> str | None:
+    """An admin made with the CLI (as an operator does) registers the receiver for
+    alert.raised through the proxy; its secret, or None when that was refused."""
     email = f"ops-{tag}@example.org"
     subprocess.run(
         [
@@ -663,32 +709,8 @@ def check_delivery(t: Topology, checks: Checks, patient_token: str, tag: str) ->
     admin = json.loads(body)["access_token"]
     hook = {"url": t.receiver.url, "event_types": ["alert.raised"]}
     status, _, body = client.request("POST", "/api/v1/webhooks", hook, token=admin)
-    checks.expect(status == 201, f"an admin registers an https endpoint ({status})")
-    if status != 201:
-        return
-    t.receiver.secrets = [json.loads(body)["secret"]]
-    phq9 = {
-        "instrument": "phq9",
-        "answers": [1, 1, 1, 1, 1, 1, 1, 1, 2],
-        "difficulty": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-    }
-    sent = time.time()
-    status, _, body = client.request(
-        "POST", "/api/v1/patients/me/assessments", phq9, token=patient_token
-    )
-    checks.expect(
-        status == 201 and "crisis" in json.loads(body), "the PHQ-9 is stored with its crisis block"
-    )
-    arrived = t.receiver.wait_for(1, timeout=30)
-    checks.expect(arrived, "the worker delivered it within 30 s, signature verified")
-    if arrived:
-        event = t.receiver.received[0]
-        print(f"  alert.raised arrived {event.arrived - sent:.2f} s after the POST was sent")
-        checks.expect(
-            event.body["type"] == "alert.raised" and event.body["data"]["rule"] == "self_harm",
-            "it is the self_harm alert.raised event",
-        )
+    print(f"  POST /api/v1/webhooks {t.receiver.url}: {status}")
+    return json.loads(body)["secret"] if status == 201 else None
 
 
 def check_slow_clients(t: Topology, checks: Checks, token: str) -> None:
