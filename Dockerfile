@@ -27,4 +27,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
   CMD python -c "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['GUNICORN_BIND'].rsplit(':', 1)[1] + '/healthz', timeout=2)"
 # No access log: gunicorn's would record query strings. The app logs JSON lines itself.
-CMD ["sh", "-c", "moodtrack db upgrade && exec gunicorn 'api:create_app()' --bind \"$GUNICORN_BIND\" --workers \"$GUNICORN_WORKERS\" --threads \"$GUNICORN_THREADS\" --worker-tmp-dir /dev/shm --graceful-timeout 20 --timeout 30"]
+# --preload: the app is loaded before the port opens, so a restarting instance refuses
+# connections (the proxy sends them elsewhere) rather than holding them while its workers
+# load the app (17 s under load in `python -m bench.topology`). create_app opens no
+# connection, so nothing is shared across the fork.
+CMD ["sh", "-c", "moodtrack db upgrade && exec gunicorn 'api:create_app()' --bind \"$GUNICORN_BIND\" --workers \"$GUNICORN_WORKERS\" --threads \"$GUNICORN_THREADS\" --worker-tmp-dir /dev/shm --graceful-timeout 20 --timeout 30 --preload"]

@@ -33,6 +33,7 @@ import random
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,7 @@ CLIENT_TIMEOUT = 10.0  # seconds; a request slower than this counts as a hang
 OUTAGE_LATENCY_LIMIT = 5.0  # "within a few seconds"
 PATIENTS = 10
 DEADLINE = 240.0  # a hard bound on the whole run, in seconds (it takes about 150)
+PASSWORD = "faults bench passphrase 2026"
 
 
 def pg_version() -> str:
@@ -108,25 +110,30 @@ class Server:
     target: str = "api:create_app()"
     process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """gunicorn as the Dockerfile's CMD runs it (tests/test_deploy.py holds them equal)."""
+        return [
+            str(BIN / "gunicorn"),
+            self.target,
+            "--bind",
+            f"{HOST}:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--worker-tmp-dir",
+            "/dev/shm",
+            "--graceful-timeout",
+            "20",
+            "--timeout",
+            "30",
+            "--preload",
+        ]
+
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                self.target,
-                "--bind",
-                f"{HOST}:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-                "--worker-tmp-dir",
-                "/dev/shm",
-                "--graceful-timeout",
-                "20",
-                "--timeout",
-                "30",
-            ],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -201,18 +208,40 @@ class Result:
 
 
 class Client:
-    """One keep-alive connection to the server, reopened after any failure."""
+    """One keep-alive connection to the server, reopened after any failure; over TLS with
+    ``tls``, from the loopback address ``source`` when given (bench.topology uses both)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(
+        self, port: int, *, tls: ssl.SSLContext | None = None, source: str | None = None
+    ) -> None:
         self.port = port
+        self.tls = tls
+        self.source = source
         self.conn: http.client.HTTPConnection | None = None
 
+    def connect(self) -> http.client.HTTPConnection:
+        source = (self.source, 0) if self.source else None
+        if self.tls is not None:
+            return http.client.HTTPSConnection(
+                HOST, self.port, timeout=CLIENT_TIMEOUT, source_address=source, context=self.tls
+            )
+        return http.client.HTTPConnection(
+            HOST, self.port, timeout=CLIENT_TIMEOUT, source_address=source
+        )
+
     def request(
-        self, method: str, path: str, body: Any = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         if self.conn is None:
-            self.conn = http.client.HTTPConnection(HOST, self.port, timeout=CLIENT_TIMEOUT)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+            self.conn = self.connect()
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
@@ -247,6 +276,8 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     acked: set[str] = field(default_factory=set)
     created: Counter[str] = field(default_factory=Counter)
+    # Keyword arguments of each client thread's Client (TLS, source address).
+    client_options: dict[str, Any] = field(default_factory=dict)
 
     def post(self, client: Client, phase: str, entry: Entry) -> Result:
         started = time.monotonic()
@@ -327,7 +358,7 @@ def drive(
     done = threading.Event()
 
     def worker() -> None:
-        client = Client(run.port)
+        client = Client(run.port, **run.client_options)
         while time.monotonic() < run.stop_at and not done.is_set():
             try:
                 entry, is_replay = work.get(timeout=0.2)
@@ -381,6 +412,10 @@ def summarise(results: list[Result]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
 
 
+def account_email(index: int, run_tag: str) -> str:
+    return f"faults-{run_tag}-{index}@example.org"
+
+
 def sign_up(client: Client, sink: MailSink, email: str, password: str) -> None:
     """A patient account over HTTP: sign-up, the emailed code (from ``sink``), confirm."""
     before = sink.count(email)
@@ -402,8 +437,8 @@ def sign_up(client: Client, sink: MailSink, email: str, password: str) -> None:
 
 
 def register(client: Client, sink: MailSink, index: int, run_tag: str) -> tuple[str, str]:
-    email = f"faults-{run_tag}-{index}@example.org"
-    password = "faults bench passphrase 2026"
+    email = account_email(index, run_tag)
+    password = PASSWORD
     sign_up(client, sink, email, password)
     status, _, body = client.request(
         "POST", "/api/v1/auth/login", {"email": email, "password": password}

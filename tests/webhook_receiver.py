@@ -10,6 +10,7 @@ answer a byte every 0.1 s: no single read waits long, the whole answer takes sec
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class Receiver:
     redirect_to: str = ""
     delay_seconds: float = 0.0
     port: int = 0
+    # Serve https with this context (bench.topology: production refuses http endpoints).
+    tls: ssl.SSLContext | None = None
     received: list[Received] = field(default_factory=list)
     rejected: int = 0
     requests: int = 0
@@ -51,7 +54,8 @@ class Receiver:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -82,6 +86,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
