@@ -156,12 +156,20 @@ def fan_out(*, db: Session, now: datetime, routing: Routing, limit: int = 100) -
     if not events:
         return 0
     hooks = db.scalars(select(Webhook)).all()
-    clinicians = _linked_clinicians(db, {e.patient_id for e in events if e.patient_id})
+    patients = {e.patient_id for e in events if e.patient_id}
+    clinicians = _linked_clinicians(db, patients)
+    clinics = _linking_organisations(db, patients) if any(h.organisation_id for h in hooks) else {}
     admins = _admins(db) if any(e.type == EventType.webhook_disabled for e in events) else []
     rows: list[dict[str, Any]] = []
     for event in events:
+        # An organisation's endpoint hears of the patients linked to that organisation only.
+        receiving = [
+            h
+            for h in hooks
+            if h.organisation_id is None or h.organisation_id in clinics.get(event.patient_id, ())
+        ]
         for channel, destination, extra in _destinations(
-            event, hooks, routing, clinicians.get(event.patient_id, []), admins
+            event, receiving, routing, clinicians.get(event.patient_id, []), admins
         ):
             rows.append(
                 {
@@ -236,6 +244,22 @@ def _linked_clinicians(
     )
     for patient_id, clinician_id in rows:
         found.setdefault(patient_id, []).append(clinician_id)
+    return found
+
+
+def _linking_organisations(
+    db: Session, patient_ids: set[uuid.UUID]
+) -> dict[uuid.UUID | None, set[uuid.UUID]]:
+    """Each patient's organisations: those of their live care links, in one query."""
+    found: dict[uuid.UUID | None, set[uuid.UUID]] = {}
+    if patient_ids:
+        rows = db.execute(
+            select(CareLink.patient_id, CareLink.organisation_id).where(
+                CareLink.patient_id.in_(patient_ids), CareLink.ended_at.is_(None)
+            )
+        )
+        for patient_id, organisation_id in rows:
+            found.setdefault(patient_id, set()).add(organisation_id)
     return found
 
 

@@ -151,6 +151,19 @@ def clinician_organisations(*, db: Session, user_id: uuid.UUID) -> list[uuid.UUI
     )
 
 
+def administered_organisations(*, db: Session, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """The organisations where the user is an active org admin."""
+    return list(
+        db.scalars(
+            select(Membership.organisation_id).where(
+                Membership.user_id == user_id,
+                Membership.role == MemberRole.org_admin.value,
+                Membership.disabled_at.is_(None),
+            )
+        )
+    )
+
+
 def create_organisation(*, db: Session, name: str) -> Organisation:
     """A new, empty organisation (flushed)."""
     organisation = Organisation(name=name.strip())

@@ -7,12 +7,12 @@ import base64
 import ipaddress
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Select, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow, uuid_pk
@@ -37,6 +37,10 @@ class Webhook(Base):
     secret: Mapped[str] = mapped_column(String(100))
     previous_secret: Mapped[str | None] = mapped_column(String(100))
     previous_secret_expires_at: Mapped[datetime | None]
+    # The clinic whose patients' events it receives; none: every patient's (the operator's).
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
@@ -99,10 +103,17 @@ def _is_private_literal(host: str) -> bool:
 
 
 def create_webhook(
-    *, db: Session, creator_id: uuid.UUID, data: Mapping[str, Any], now: datetime
+    *,
+    db: Session,
+    creator_id: uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    data: Mapping[str, Any],
+    now: datetime,
 ) -> Webhook:
-    """Register an endpoint; its secret is returned to the caller once, in the response."""
+    """Register an endpoint (of ``organisation_id``, or the operator's); its secret is
+    returned to the caller once, in the response."""
     hook = Webhook(
+        organisation_id=organisation_id,
         url=data["url"],
         description=data.get("description"),
         event_types=sorted(set(data["event_types"])),
@@ -116,12 +127,21 @@ def create_webhook(
     return hook
 
 
-def get_webhook(*, db: Session, webhook_id: uuid.UUID) -> Webhook:
-    """An endpoint, else NotFound."""
+def get_webhook(
+    *, db: Session, webhook_id: uuid.UUID, organisations: Sequence[uuid.UUID] | None
+) -> Webhook:
+    """An endpoint the caller manages (``organisations``: those they administer; None: the
+    operator, who manages every endpoint), else NotFound."""
     hook = db.get(Webhook, webhook_id)
-    if hook is None:
+    if hook is None or (organisations is not None and hook.organisation_id not in organisations):
         raise NotFound("No such webhook.")
     return hook
+
+
+def webhooks_of(organisations: Sequence[uuid.UUID] | None) -> Select[tuple[Webhook]]:
+    """The endpoints the caller manages, newest first."""
+    stmt = select(Webhook).order_by(Webhook.created_at.desc(), Webhook.id.desc())
+    return stmt if organisations is None else stmt.where(Webhook.organisation_id.in_(organisations))
 
 
 def update_webhook(

@@ -33,6 +33,15 @@ class WebhookIn(Schema):
     )
     event_types = _event_types(required=True)
     description = Text(validate=validate.Length(max=200), allow_none=True, load_default=None)
+    organisation_id = fields.UUID(
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "Whose patients' events it receives: an organisation (org admins: "
+            "one they administer, by default their only one), or null for every patient "
+            "(operators only)."
+        },
+    )
 
 
 class WebhookUpdate(Schema):
@@ -48,6 +57,7 @@ class WebhookOut(Schema):
     """An endpoint as operators see it (never its secret)."""
 
     id = fields.UUID(required=True)
+    organisation_id = fields.UUID(required=True, allow_none=True)
     url = fields.String(required=True)
     description = fields.String(required=True, allow_none=True)
     event_types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True)

@@ -135,6 +135,13 @@ ANY_PATIENT = cells(200, 200, 403, 403, 403, 401)
 ANY_STAFF = cells(403, 403, 200, 200, 403, 401)
 # The operator's routes.
 ADMIN_ONLY = cells(403, 403, 403, 403, 200, 401)
+# Webhooks: the operator and the org admins (each of their own organisation's endpoints).
+WEBHOOK_MANAGERS = cells(
+    403, 403, 403, 403, 200, 401, other_clinician=403, org_admin=200, other_org_admin=200
+)
+WEBHOOK_OF_A = cells(
+    403, 403, 403, 403, 200, 401, other_clinician=403, org_admin=200, other_org_admin=404
+)
 # An org admin's routes on their organisation (A): its other members 403, outsiders 404.
 ORG_ADMIN = cells(
     403, 403, 403, 403, 403, 401, other_clinician=404, org_admin=200, other_org_admin=404
@@ -575,34 +582,34 @@ TABLE: tuple[Row, ...] = (
         LINKED_CLINICIAN,
         body=fixed({"note": "Called the patient."}),
     ),
-    # Delivery: the operators' webhooks and delivery health.
+    # Delivery: webhooks of the operator and of each organisation's admins; delivery health.
     Row(
         "POST",
         f"{API}/webhooks",
-        success(ADMIN_ONLY, 201),
+        success(WEBHOOK_MANAGERS, 201),
         body=fixed({"url": "https://relay.example.org/hook", "event_types": ["alert.raised"]}),
     ),
-    Row("GET", f"{API}/webhooks", ADMIN_ONLY),
-    Row("GET", f"{API}/webhooks/<webhook_id>", ADMIN_ONLY),
+    Row("GET", f"{API}/webhooks", WEBHOOK_MANAGERS),
+    Row("GET", f"{API}/webhooks/<webhook_id>", WEBHOOK_OF_A),
     Row(
         "PATCH",
         f"{API}/webhooks/<webhook_id>",
-        ADMIN_ONLY,
+        WEBHOOK_OF_A,
         body=fixed({"description": "pager relay"}),
         if_match="webhook_id",
     ),
     Row(
         "DELETE",
         f"{API}/webhooks/<webhook_id>",
-        success(ADMIN_ONLY, 204),
+        success(WEBHOOK_OF_A, 204),
         if_match="webhook_id",
     ),
-    Row("POST", f"{API}/webhooks/<webhook_id>/rotate-secret", ADMIN_ONLY),
-    Row("GET", f"{API}/webhooks/<webhook_id>/deliveries", ADMIN_ONLY),
+    Row("POST", f"{API}/webhooks/<webhook_id>/rotate-secret", WEBHOOK_OF_A),
+    Row("GET", f"{API}/webhooks/<webhook_id>/deliveries", WEBHOOK_OF_A),
     Row(
         "POST",
         f"{API}/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver",
-        success(ADMIN_ONLY, 202),
+        success(WEBHOOK_OF_A, 202),
     ),
     Row("GET", f"{API}/delivery-health", ADMIN_ONLY),
     # Reference data: any signed-in user.
@@ -656,7 +663,8 @@ def build_world(app: Flask) -> World:
     ids["code"] = client.post(f"{API}/invites", headers=headers["unlinked"]).get_json()["code"]
 
     hook = {"url": "http://127.0.0.1:9/hook", "event_types": ["alert.raised"]}
-    created_hook = client.post(f"{API}/webhooks", json=hook, headers=headers["admin"])
+    # Organisation A's endpoint, registered by its org admin.
+    created_hook = client.post(f"{API}/webhooks", json=hook, headers=headers["org_admin"])
     ids["webhook_id"] = _created(created_hook, etags, "webhook_id")
 
     base = f"{API}/patients/{patient['id']}"
@@ -693,7 +701,7 @@ def build_world(app: Flask) -> World:
         db.execute(update(Delivery).values(status="failed"))
         db.commit()
     deliveries = client.get(
-        f"{API}/webhooks/{ids['webhook_id']}/deliveries", headers=headers["admin"]
+        f"{API}/webhooks/{ids['webhook_id']}/deliveries", headers=headers["org_admin"]
     ).get_json()["items"]
     ids["delivery_id"] = deliveries[0]["id"]
 

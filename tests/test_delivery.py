@@ -597,3 +597,44 @@ def test_reminders_follow_the_local_clock_across_the_daylight_saving_change(
         first = worker.run_jobs(evening).reminded
         assert first >= 1  # the day's mood (and the PHQ-9 never answered)
         assert worker.run_jobs(evening + timedelta(minutes=45)).reminded == 0
+
+
+def test_an_organisations_endpoint_hears_of_its_own_patients_only(app, client, db, world):
+    from models.organisations import MemberRole
+    from tests.conftest import make_organisation
+
+    clinic_b = make_organisation(app)
+    admin_b = make_staff(app, organisation_id=clinic_b, member_role=MemberRole.org_admin)
+    clinician_b = make_staff(app, organisation_id=clinic_b)
+    patient_b = register_patient(client)
+    pbh = auth(client, patient_b["email"])
+    link(client, auth(client, clinician_b["email"]), pbh)
+    bh = auth(client, admin_b["email"])
+    receiver_b = Receiver().start()
+    try:
+        hook = client.post(
+            "/api/v1/webhooks",
+            json={"url": receiver_b.url, "event_types": ["alert.raised"]},
+            headers=bh,
+        )
+        assert hook.status_code == 201 and hook.get_json()["organisation_id"] == clinic_b
+        receiver_b.secrets = [hook.get_json()["secret"]]
+        # Another organisation's id is not theirs to register for.
+        other = client.post(
+            "/api/v1/webhooks",
+            json={
+                "url": receiver_b.url,
+                "event_types": ["alert.raised"],
+                "organisation_id": str(uuid.uuid4()),
+            },
+            headers=bh,
+        )
+        assert other.status_code == 422 and "organisation_id" in other.get_json()["errors"]
+        _self_harm(client, world, item9=1)  # the shared clinic's patient
+        _self_harm(client, {**world, "ph": pbh}, item9=1)  # clinic B's patient
+        world["worker"].drain(_now())
+        assert [r.body["data"]["patient_id"] for r in receiver_b.received] == [patient_b["id"]]
+        listed = client.get("/api/v1/webhooks", headers=bh).get_json()["items"]
+        assert [h["id"] for h in listed] == [hook.get_json()["id"]]
+    finally:
+        receiver_b.stop()

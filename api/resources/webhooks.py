@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
-from sqlalchemy import select
 
 from api.auth import current_principal, require_auth
 from api.db import get_db, settings
-from api.errors import validation_error
+from api.errors import ApiError, validation_error
 from api.http import (
     empty_response,
     json_response,
@@ -30,6 +30,7 @@ from models.delivery import (
     redeliver,
 )
 from models.delivery_health import delivery_health
+from models.organisations import administered_organisations
 from models.webhooks import (
     Webhook,
     check_url,
@@ -37,6 +38,7 @@ from models.webhooks import (
     get_webhook,
     rotate_secret,
     update_webhook,
+    webhooks_of,
 )
 from schemas.webhooks import (
     DeliveryHealthOut,
@@ -62,6 +64,32 @@ def _view(hook: Webhook) -> dict[str, Any]:
     }
 
 
+def _managed() -> list[uuid.UUID] | None:
+    """The organisations whose endpoints the caller manages: None for the operator (every
+    endpoint); an org admin, those they administer; anyone else may not (403)."""
+    principal = current_principal()
+    if principal.role == Role.admin:
+        return None
+    organisations = administered_organisations(db=get_db(), user_id=principal.user.id)
+    if not organisations:
+        raise ApiError(403, "Only operators and org admins manage webhooks.", slug="forbidden")
+    return organisations
+
+
+def _owner(requested: uuid.UUID | None, managed: list[uuid.UUID] | None) -> uuid.UUID | None:
+    """The organisation a new endpoint belongs to: the operator's choice (none: every
+    patient's events); an org admin's own organisation (the one given, or their only one)."""
+    if managed is None:
+        return requested
+    if requested is None and len(managed) == 1:
+        return managed[0]
+    if requested not in managed:
+        raise validation_error(
+            {"organisation_id": ["Give an organisation whose endpoints you manage."]}
+        )
+    return requested
+
+
 def _check_url(url: str) -> None:
     delivery = settings().delivery
     check_url(
@@ -73,14 +101,21 @@ def _check_url(url: str) -> None:
 
 @ns.route("/webhooks")
 class Webhooks(Resource):
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def post(self) -> Response:
-        """Register an endpoint; the signing secret is in this response only."""
+        """Register an endpoint (operators; org admins for their organisation); the signing
+        secret is in this response only."""
+        managed = _managed()
         data = load_body(_in)
+        owner = _owner(data.pop("organisation_id", None), managed)
         _check_url(data["url"])
         db = get_db()
         hook = create_webhook(
-            db=db, creator_id=current_principal().user.id, data=data, now=utcnow()
+            db=db,
+            creator_id=current_principal().user.id,
+            organisation_id=owner,
+            data=data,
+            now=utcnow(),
         )
         db.commit()
         body = _secret_out.dump({**_view(hook), "secret": hook.secret})
@@ -88,13 +123,12 @@ class Webhooks(Resource):
             body, 201, etag=hook.etag, headers={"Location": f"{request.path}/{hook.id}"}
         )
 
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def get(self) -> Response:
-        """Every endpoint, newest first."""
-        stmt = select(Webhook).order_by(Webhook.created_at.desc(), Webhook.id.desc())
+        """The endpoints the caller manages, newest first."""
         rows, next_cursor = keyset_page(
             get_db(),
-            stmt,
+            webhooks_of(_managed()),
             keys=(Webhook.created_at, Webhook.id),
             key_of=lambda row: (row[0].created_at, row[0].id),
         )
@@ -104,17 +138,17 @@ class Webhooks(Resource):
 
 @ns.route("/webhooks/<webhook_id>")
 class WebhookItem(Resource):
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def get(self, webhook_id: str) -> Response:
         """One endpoint."""
-        hook = get_webhook(db=get_db(), webhook_id=path_id(webhook_id))
+        hook = get_webhook(db=get_db(), webhook_id=path_id(webhook_id), organisations=_managed())
         return json_response(_out.dump(_view(hook)), etag=hook.etag)
 
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def patch(self, webhook_id: str) -> Response:
         """Change an endpoint (If-Match); `enabled: true` turns a disabled one back on."""
         db = get_db()
-        hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
+        hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         require_if_match(hook.etag)
         changes = load_body(_update)
         if "url" in changes:
@@ -123,11 +157,11 @@ class WebhookItem(Resource):
         db.commit()
         return json_response(_out.dump(_view(hook)), etag=hook.etag)
 
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def delete(self, webhook_id: str) -> Response:
         """Remove an endpoint (If-Match) with its delivery history."""
         db = get_db()
-        hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
+        hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         require_if_match(hook.etag)
         db.delete(hook)
         db.commit()
@@ -136,11 +170,11 @@ class WebhookItem(Resource):
 
 @ns.route("/webhooks/<webhook_id>/rotate-secret")
 class WebhookRotate(Resource):
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def post(self, webhook_id: str) -> Response:
         """A new signing secret (shown once); the old one also signs for 24 hours."""
         db = get_db()
-        hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
+        hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         rotate_secret(db=db, hook=hook, now=utcnow())
         db.commit()
         body = _secret_out.dump({**_view(hook), "secret": hook.secret})
@@ -168,11 +202,11 @@ def _delivery_views(rows: list[tuple[Delivery, str]]) -> list[dict[str, Any]]:
 
 @ns.route("/webhooks/<webhook_id>/deliveries")
 class WebhookDeliveries(Resource):
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def get(self, webhook_id: str) -> Response:
         """The endpoint's deliveries newest first, each with its attempts; `status` filters."""
         db = get_db()
-        hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
+        hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         status = request.args.get("status")
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise validation_error({"status": ["Must be pending, delivered or failed."]})
@@ -188,11 +222,11 @@ class WebhookDeliveries(Resource):
 
 @ns.route("/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver")
 class WebhookRedeliver(Resource):
-    @require_auth(Role.admin)
+    @require_auth(Role.admin, Role.clinician)
     def post(self, webhook_id: str, delivery_id: str) -> Response:
         """Send a delivered or failed delivery again now (same event id, fresh retries)."""
         db = get_db()
-        hook = get_webhook(db=db, webhook_id=path_id(webhook_id))
+        hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         delivery, event_type = redeliver(
             db=db, hook=hook, delivery_id=path_id(delivery_id), now=utcnow()
         )
