@@ -43,6 +43,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return supervise(server=server, worker=worker)
 
 
+def _openapi(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from api import create_app
+    from api.openapi import default_path, render
+
+    path = Path(args.output) if args.output else default_path()
+    text = render(create_app(settings))
+    if args.check:
+        current = path.read_text("utf-8") if path.exists() else ""
+        print(f"{path} is {'up to date' if current == text else 'out of date'}")
+        return 0 if current == text else 1
+    path.write_text(text, "utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from api.delivery.worker import run_worker
 
@@ -132,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not start a delivery worker beside the server (run `moodtrack worker`)",
     )
 
+    contract = sub.add_parser("openapi", help="write openapi.yaml from the code")
+    contract.add_argument("--output", help="where to write it (default: the checkout's file)")
+    contract.add_argument(
+        "--check", action="store_true", help="only say whether the file is up to date (exit 1)"
+    )
+
     worker = sub.add_parser("worker", help="deliver alerts, escalations and reminders")
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
@@ -176,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "worker":
         return _worker(settings, args)
+    if args.command == "openapi":
+        return _openapi(settings, args)
     if args.command == "db" and args.db_command == "purge":
         upgrade_database(settings)
         return _purge(settings)

@@ -342,6 +342,8 @@ def _delivery(env: dict[str, str], production: bool) -> DeliverySettings:
         poll_seconds=_number(env, "MOODTRACK_WORKER_POLL_SECONDS", 1.0, least=0.05),
         allow_private_networks=(private == "1") if private else not production,
     )
+
+
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     value = env.get(name, "").strip().lower()
     if not value:

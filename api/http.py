@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import uuid
@@ -125,7 +124,7 @@ def decode_cursor(*, arity: int) -> list[Any] | None:
         return None
     try:
         values = decode_json(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (MalformedJson, binascii.Error):
+    except (MalformedJson, ValueError):  # binascii.Error, and non-ASCII text, are ValueErrors
         values = None
     if not isinstance(values, list) or len(values) != arity:
         raise validation_error({"cursor": ["Not a cursor this API issued."]})

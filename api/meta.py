@@ -12,6 +12,7 @@ from markupsafe import Markup
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.contract import Reply, operation
 from api.errors import ApiError, problem_response
 from api.headers import docs_policy
 from api.http import json_response
@@ -46,14 +47,46 @@ def openapi_path() -> Path:
 
 
 @meta.get("/healthz")
+@operation(
+    operation_id="healthz",
+    tag="meta",
+    replies=[
+        Reply(
+            200,
+            "Up.",
+            schema={"$ref": "#/components/schemas/HealthStatus"},
+            headers=("X-Request-ID",),
+        ),
+    ],
+    problems=(500,),
+)
 def healthz() -> Response:
-    """The process is up."""
+    """Liveness
+
+    The process is up. Does not touch the database.
+    """
     return json_response({"status": "ok"})
 
 
 @meta.get("/readyz")
+@operation(
+    operation_id="readyz",
+    tag="meta",
+    replies=[
+        Reply(
+            200,
+            "Ready to serve.",
+            schema={"$ref": "#/components/schemas/ReadyStatus"},
+            headers=("X-Request-ID",),
+        ),
+    ],
+    problems=(500, 503),
+)
 def readyz() -> Response:
-    """The database answers; 503 problem+json otherwise."""
+    """Readiness
+
+    The database answers a trivial query; 503 when it does not.
+    """
     try:
         with current_app.extensions["moodtrack"].engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -70,14 +103,42 @@ def readyz() -> Response:
 
 
 @meta.get("/openapi.yaml")
+@operation(
+    operation_id="getOpenapi",
+    tag="meta",
+    replies=[
+        Reply(200, "The contract.", media="application/yaml", headers=("X-Request-ID",)),
+    ],
+    problems=(500,),
+)
 def openapi_yaml() -> Response:
-    """The OpenAPI 3.0.3 contract."""
+    """This contract
+
+    The hand-written OpenAPI 3.0.3 document, as YAML.
+    """
     return current_app.response_class(openapi_text(), mimetype="application/yaml")
 
 
 @meta.get("/docs")
+@operation(
+    operation_id="getDocs",
+    tag="meta",
+    replies=[
+        Reply(
+            200,
+            "An HTML page.",
+            body={"type": "string"},
+            media="text/html",
+            headers=("X-Request-ID",),
+        ),
+    ],
+    problems=(500,),
+)
 def docs() -> Response:
-    """Swagger UI over /openapi.yaml."""
+    """Interactive docs
+
+    Swagger UI over `/openapi.yaml`.
+    """
     start = _DOCS_START % json.dumps(url_for("meta.openapi_yaml"))
     page = render_template_string(
         _DOCS_PAGE,

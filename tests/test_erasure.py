@@ -216,9 +216,7 @@ def test_after_erasure_no_audit_row_holds_the_patients_id(app, client, db):
     # Audit rows hold pseudonyms only, from the sign-up on: never the id itself. The account
     # is made when the emailed code is confirmed: that row names it by its pseudonym.
     confirmed = db.scalars(
-        select(AuditEvent).where(
-            AuditEvent.id > first, AuditEvent.action == "register_confirmed"
-        )
+        select(AuditEvent).where(AuditEvent.id > first, AuditEvent.action == "register_confirmed")
     ).one()
     assert confirmed.resource_id == str(pseudonym) and confirmed.actor == pseudonym
     assert _audit_rows_holding(db, needles, first) == []

@@ -18,12 +18,12 @@ import yaml
 from marshmallow import fields as mfields
 from sqlalchemy import func, select
 
+from api.openapi import marshmallow_schemas as marshmallow_classes
 from models import MoodEntry, Role
 from models.organisations import MemberRole
 from models.sessions import Observation, TreatmentSession
 from schemas.common import Day, Instant, Text
 from tests.conftest import ROOT, auth, link, make_organisation, make_staff, register_patient
-from tools.render_schemas import marshmallow_classes
 
 PROBLEM = "application/problem+json"
 # Far past the interpreter's recursion limit, and well under the 1 MiB body limit.
@@ -504,3 +504,13 @@ def test_every_input_schema_reads_text_and_time_through_the_bounded_fields():
                     assert isinstance(field, Instant), where
                 if isinstance(field, mfields.Date):
                     assert isinstance(field, Day), where
+
+
+@pytest.mark.parametrize("cursor", ["é", "ключ", "😀" * 3, "a\u00a0b"])
+def test_a_cursor_of_non_ascii_text_is_422_not_500(client, world, errors_logged, cursor):
+    # Found by schemathesis in CI: base64 decoding refuses non-ASCII text with a ValueError.
+    response = client.get(
+        "/api/v1/care-links", query_string={"cursor": cursor}, headers=world["headers"]["patient"]
+    )
+    assert response.status_code == 422 and "cursor" in response.get_json()["errors"]
+    assert errors_logged == []

@@ -10,6 +10,7 @@ from flask_restx import Namespace, Resource
 
 from api.audit import note_actor
 from api.auth import STAFF_ROLES, current_principal, require_auth
+from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import not_found
 from api.http import empty_response, json_response, load_body, require_if_match
@@ -124,8 +125,30 @@ def _signup_message(notice: Notice) -> tuple[str, str]:
 
 @auth_ns.route("/register")
 class Register(Resource):
+    @operation(
+        operation_id="register",
+        tag="auth",
+        replies=[
+            Reply(202, "Accepted; see the email.", schema=RegisterAcceptedOut),
+        ],
+        problems=(400, 413, 415, 422, 429, 500),
+        body=RegisterIn,
+        public=True,
+    )
     def post(self) -> Response:
-        """Start a patient sign-up: the same 202 whether or not the email has an account."""
+        """Sign up as a patient
+
+        Starts a `patient` sign-up. Every well-formed request gets the same 202 and body,
+        whether or not the email (compared case-insensitively) already has an account, in about
+        the same time (the password is hashed either way, a pending sign-up is stored either way,
+        and the email goes out from a background queue): sign-up does not tell anyone who uses
+        the service. A new address is sent an 8-character code; an address with an account is
+        sent a note saying so (and no code). The account exists once
+        `POST /api/v1/auth/register/confirm` gets the code with the same password. Signing up
+        again replaces the pending sign-up (and its code). The password must meet the policy
+        (length, not a common password, not the email); a failure is 422 on `password`, for any
+        email alike.
+        """
         data = load_body(_register_in)
         db = get_db()
         services = _services()
@@ -138,8 +161,30 @@ class Register(Resource):
 
 @auth_ns.route("/register/confirm")
 class RegisterConfirm(Resource):
+    @operation(
+        operation_id="confirmRegistration",
+        tag="auth",
+        replies=[
+            Reply(
+                201,
+                "The new account.",
+                schema=UserOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 409, 413, 415, 422, 429, 500),
+        body=RegisterConfirmIn,
+        public=True,
+    )
     def post(self) -> Response:
-        """Finish a sign-up with the emailed code and its password: the account is made."""
+        """Finish a sign-up
+
+        The code from the sign-up email (case, spaces and dashes ignored) and the password chosen
+        at sign-up create the `patient` account. A wrong, used or expired (24 h) code, or an email
+        with no pending sign-up, is the same 422 on `code`; five wrong codes void the pending
+        sign-up. A right code with another password is 422 on `password`: only the person who
+        chose the password and reads the mailbox can finish. Then log in.
+        """
         data = load_body(_confirm_in)
         db = get_db()
         user = confirm_signup(db=db, passwords=_services().passwords, now=utcnow(), **data)
@@ -150,8 +195,45 @@ class RegisterConfirm(Resource):
 
 @auth_ns.route("/login")
 class Login(Resource):
+    @operation(
+        operation_id="login",
+        tag="auth",
+        replies=[
+            Reply(
+                200,
+                "A fresh token pair, or the second step of the sign-in.",
+                schema=(
+                    TokenPairOut,
+                    MfaRequiredOut,
+                ),
+            ),
+        ],
+        problems=(400, 401, 413, 415, 422, 429, 500),
+        body=LoginIn,
+        public=True,
+    )
     def post(self) -> Response:
-        """Exchange email and password for a token pair."""
+        """Log in
+
+        Exchanges email and password for an access token and a refresh token (a new session).
+        Wrong email, wrong password and disabled account all give the same 401, and unknown
+        and existing emails are counted and answered alike at every stage. Failures are
+        counted per (account, client address): after 10 in a row that address gets 429 with
+        `Retry-After` for that account (30 s, doubling, at most an hour), and a right password
+        from it clears the count. An account that collected 20 failures within an hour from
+        all addresses together is under attack: each address then gets 3 tries before its
+        wait starts. No address is ever refused for failures made elsewhere, so an attacker
+        cannot keep the owner out. Logins are also limited per address and per (account,
+        address) by the abuse limits.
+
+        An account with two-factor sign-in on gets no token here: the answer is
+        `{"mfa_required": true, "mfa_token": ..., "expires_in": 300}` (`MfaRequiredOut`), and
+        `POST /api/v1/auth/2fa/verify` with that token and a code gives the token pair. A staff
+        account without two-factor sign-in while `MOODTRACK_REQUIRE_STAFF_2FA` is on gets
+        tokens with `second_factor_enrolment_required: true`: they open only the enrolment
+        and logout until it is confirmed (every other route is 403
+        `urn:moodtrack:problem:second-factor-enrolment-required`).
+        """
         data = load_body(_login_in)
         db = get_db()
         services = _services()
@@ -179,8 +261,23 @@ class Login(Resource):
 
 @auth_ns.route("/refresh")
 class Refresh(Resource):
+    @operation(
+        operation_id="refresh",
+        tag="auth",
+        replies=[
+            Reply(200, "A new token pair.", schema=TokenPairOut),
+        ],
+        problems=(400, 401, 413, 415, 422, 429, 500),
+        body=RefreshIn,
+        public=True,
+    )
     def post(self) -> Response:
-        """Rotate a refresh token: a new pair, the old token dead."""
+        """Rotate a refresh token
+
+        Trades a live refresh token for a new pair; the old refresh token dies. Presenting a
+        dead one again revokes the whole session (its token family). Any invalid, expired or
+        revoked refresh token is 401.
+        """
         data = load_body(_refresh_in)
         db = get_db()
         user, family, refresh = rotate_refresh_token(
@@ -197,8 +294,20 @@ class Refresh(Resource):
 @auth_ns.route("/logout")
 class Logout(Resource):
     @require_auth(allow_unenrolled=True)
+    @operation(
+        operation_id="logout",
+        tag="auth",
+        replies=[
+            Reply(204, "Logged out."),
+        ],
+        problems=(401, 429, 500),
+    )
     def post(self) -> Response:
-        """End this session: its refresh family and this access token."""
+        """Log out
+
+        Ends this session: revokes its refresh-token family and the access token used for
+        this call. No body.
+        """
         principal = current_principal()
         db = get_db()
         now = utcnow()
@@ -213,14 +322,49 @@ class Logout(Resource):
 @me_ns.route("")
 class Me(Resource):
     @require_auth()
+    @operation(
+        operation_id="getMe",
+        tag="me",
+        replies=[
+            Reply(
+                200,
+                "The caller's profile.",
+                schema=UserOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 500),
+    )
     def get(self) -> Response:
-        """The caller's profile."""
+        """My profile
+
+        The caller's own account, with its ETag for a later PATCH.
+        """
         user = current_principal().user
         return json_response(user_view(user), etag=user.etag)
 
     @require_auth()
+    @operation(
+        operation_id="updateMe",
+        tag="me",
+        replies=[
+            Reply(
+                200,
+                "The updated profile.",
+                schema=UserOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=MeUpdate,
+    )
     def patch(self) -> Response:
-        """Change display name or time zone (If-Match required)."""
+        """Update my profile
+
+        Changes display name and/or time zone (IANA name). Needs `If-Match` with the current
+        ETag: 428 without it, 412 when stale (checked before the body is read).
+        """
         user = current_principal().user
         require_if_match(user.etag)
         data = load_body(_me_update)
@@ -236,8 +380,22 @@ class Me(Resource):
 @me_ns.route("/password")
 class MyPassword(Resource):
     @require_auth()
+    @operation(
+        operation_id="changeMyPassword",
+        tag="me",
+        replies=[
+            Reply(204, "Password changed."),
+        ],
+        problems=(400, 401, 403, 413, 415, 422, 429, 500),
+        body=PasswordChangeIn,
+    )
     def post(self) -> Response:
-        """Change password; every other session of the caller ends."""
+        """Change my password
+
+        Checks the current password (422 on `current_password` when wrong) and the policy for
+        the new one (422 on `new_password`). Every other session of the caller ends; this one
+        stays valid.
+        """
         principal = current_principal()
         data = load_body(_password_in)
         db = get_db()
@@ -256,8 +414,28 @@ class MyPassword(Resource):
 @users_ns.route("")
 class Users(Resource):
     @require_auth(Role.admin)
+    @operation(
+        operation_id="createUser",
+        tag="users",
+        replies=[
+            Reply(
+                201,
+                "The new account.",
+                schema=UserOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 409, 413, 415, 422, 429, 500),
+        body=UserCreateIn,
+    )
     def post(self) -> Response:
-        """Create a clinician or admin account."""
+        """Create a staff account
+
+        Operator (`admin`) only. Creates a staff account (`clinician`) or another operator
+        (`admin`); 409 when the email is taken. A staff account made here belongs to no
+        organisation until it takes up a staff invite
+        (`POST /api/v1/auth/staff-invites/accept`, with its password).
+        """
         data = load_body(_user_create_in)
         db = get_db()
         user = create_user(
@@ -280,14 +458,49 @@ def _user_or_404(user_id: str) -> User:
 @users_ns.route("/<user_id>")
 class UserItem(Resource):
     @require_auth(Role.admin)
+    @operation(
+        operation_id="getUser",
+        tag="users",
+        replies=[
+            Reply(
+                200,
+                "The account.",
+                schema=UserOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 404, 500),
+    )
     def get(self, user_id: str) -> Response:
-        """One account."""
+        """One account
+
+        Admin only. Any account by id; 404 when there is none.
+        """
         user = _user_or_404(user_id)
         return json_response(user_view(user), etag=user.etag)
 
     @require_auth(Role.admin)
+    @operation(
+        operation_id="updateUser",
+        tag="users",
+        replies=[
+            Reply(
+                200,
+                "The updated account.",
+                schema=UserOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=UserUpdate,
+    )
     def patch(self, user_id: str) -> Response:
-        """Disable or re-enable an account; a disabled user's tokens fail at once."""
+        """Disable or re-enable an account
+
+        Admin only. A disabled user's tokens fail at once and they cannot log in. Needs
+        `If-Match` (428 without, 412 stale; checked before the body is read).
+        """
         user = _user_or_404(user_id)
         require_if_match(user.etag)
         data = load_body(_user_update)

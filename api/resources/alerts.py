@@ -10,6 +10,7 @@ from flask_restx import Namespace, Resource
 
 from api.audit import note_patients
 from api.auth import current_principal, require_auth, resolve_patient_id
+from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import validation_error
 from api.http import json_response, keyset_page, load_body, path_id
@@ -75,24 +76,71 @@ def _page(patient_id: uuid.UUID | None) -> Response:
 @ns.route("/alerts")
 class Alerts(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="listAlerts",
+        tag="alerts",
+        replies=[
+            Reply(200, "One page of alerts.", schema=AlertListOut),
+        ],
+        problems=(401, 403, 422, 503, 500),
+        parameters=("AlertStatus", "Limit", "Cursor"),
+    )
     def get(self) -> Response:
-        """Alerts of every linked patient, most urgent first, then newest; open by default."""
+        """My alerts inbox
+
+        Clinician only (other roles 403). Alerts of every patient the caller is linked to
+        now, most urgent first (`high`, then `medium`), then newest; each names its patient
+        (`patient_id`, `patient_display_name`), rule, priority, triggering record
+        (`source_type`, `source_id`) and `details` (numbers and codes only, never free
+        text). `status` is `open` (default), `acknowledged` or `all`; anything else is 422.
+        Alerts of a patient whose link has ended disappear from the inbox.
+        """
         return _page(None)
 
 
 @ns.route("/patients/<patient_id>/alerts")
 class PatientAlerts(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="listPatientAlerts",
+        tag="alerts",
+        replies=[
+            Reply(200, "One page of the patient's alerts.", schema=AlertListOut),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("AlertStatus", "Limit", "Cursor"),
+    )
     def get(self, patient_id: str) -> Response:
-        """One linked patient's alerts, most urgent first, then newest; open by default."""
+        """A patient's alerts
+
+        A clinician linked to the patient; any other patient id is 404. Patients get 403,
+        their own alerts included: alerts are the care team's triage list, and a patient
+        was already shown the crisis information when the triggering answer was stored (and
+        gets their alerts in `GET /api/v1/me/export`). Same order, `status` and paging as
+        `GET /api/v1/alerts`.
+        """
         return _page(resolve_patient_id(patient_id))
 
 
 @ns.route("/alerts/<alert_id>")
 class AlertItem(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="getAlert",
+        tag="alerts",
+        replies=[
+            Reply(200, "The alert.", schema=AlertInboxOut),
+        ],
+        problems=(401, 403, 404, 500, 503),
+    )
     def get(self, alert_id: str) -> Response:
-        """One alert of a linked patient (the link in alert emails and webhooks)."""
+        """One alert
+
+        Clinician linked to the alert's patient now (other roles 403; any other alert 404). The
+        link that alert emails and webhook payloads carry. An alert is one per triggering record
+        and rule; `escalated_at` is set once if a high-priority alert was left unacknowledged past
+        the escalation time (`MOODTRACK_ESCALATION_MINUTES`).
+        """
         alert, name = get_alert_for_clinician(
             db=get_db(), clinician_id=current_principal().user.id, alert_id=path_id(alert_id)
         )
@@ -103,8 +151,25 @@ class AlertItem(Resource):
 @ns.route("/alerts/<alert_id>/acknowledge")
 class AlertAcknowledge(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="acknowledgeAlert",
+        tag="alerts",
+        replies=[
+            Reply(200, "The acknowledged alert.", schema=AlertInboxOut),
+        ],
+        problems=(400, 401, 403, 404, 409, 413, 415, 422, 429, 500),
+        body=AlertAcknowledgeIn,
+        body_required=False,
+    )
     def post(self, alert_id: str) -> Response:
-        """Acknowledge an alert once, with an optional note; a second time is 409."""
+        """Acknowledge an alert
+
+        A clinician linked to the alert's patient now; an alert of any other patient is 404,
+        exactly as if it did not exist. Once only: a second acknowledgement, by anyone, is
+        409 (two clinicians at the same moment: one wins, the other gets 409). The body is
+        optional: `{}` or no body at all acknowledges without a note; `note` is at most
+        2000 characters. The alert stays visible with `status=acknowledged` or `all`.
+        """
         parsed = path_id(alert_id)
         # The note is optional, so an empty body is an acknowledgement without one.
         data = load_body(_ack_in) if request.get_data(cache=True) else {"note": None}

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from api.auth import require_auth, resolve_patient_for_write
+from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import validation_error
 from api.http import json_response, keyset_page
@@ -29,8 +30,23 @@ _access_out, _events_out = AccessLogOut(), AuditEventListOut()
 @ns.route("/patients/<patient_id>/access-log")
 class AccessLog(Resource):
     @require_auth(Role.patient)
+    @operation(
+        operation_id="getAccessLog",
+        tag="privacy",
+        replies=[
+            Reply(200, "One page of the access log.", schema=AccessLogOut),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("Limit", "Cursor"),
+    )
     def get(self, patient_id: str) -> Response:
-        """Who read or changed my data, and when, newest first."""
+        """Who read or changed my data, and when
+
+        The patient only (`me` or their own id; clinicians and admins 403; anyone else 404).
+        Every audited read and write of the patient's data, newest first: when, who (display
+        name and role; null name once that account is erased), what action on which kind of
+        record, and the outcome. Reading the log is itself recorded.
+        """
         pid = resolve_patient_for_write(patient_id)
         me = select(AuditSubject.pseudonym).where(AuditSubject.user_id == pid)
         actor_subject = aliased(AuditSubject)
@@ -75,8 +91,30 @@ def _uuid_arg(name: str) -> uuid.UUID | None:
 @ns.route("/audit-events")
 class AuditEvents(Resource):
     @require_auth(Role.admin)
+    @operation(
+        operation_id="listAuditEvents",
+        tag="privacy",
+        replies=[
+            Reply(200, "One page of audit records.", schema=AuditEventListOut),
+        ],
+        problems=(401, 403, 422, 500),
+        parameters=(
+            "ListAuditEventsPatientId",
+            "ListAuditEventsActorId",
+            "ListAuditEventsAction",
+            "ListAuditEventsFrom",
+            "ListAuditEventsTo",
+            "Limit",
+            "Cursor",
+        ),
+    )
     def get(self) -> Response:
-        """Search the audit trail by patient, actor, action and time (admins)."""
+        """Search the audit trail (admin)
+
+        Admins only (everyone else 403). Audit rows hold pseudonyms, never user ids; the ids
+        shown are resolved through the pseudonym table and are null once a user is erased.
+        Filters combine; `from` and `to` are UTC dates, both inclusive.
+        """
         actor_subject, patient_subject = aliased(AuditSubject), aliased(AuditSubject)
         stmt = (
             select(AuditEvent, actor_subject.user_id, patient_subject.user_id)

@@ -9,6 +9,7 @@ from flask_restx import Namespace, Resource
 from sqlalchemy.orm import aliased
 
 from api.auth import current_principal, require_auth
+from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import not_found
 from api.http import empty_response, json_response, keyset_page, load_body, path_id
@@ -46,9 +47,26 @@ def _link_view(link: CareLink, patient: User, clinician: User) -> dict[str, Any]
 @ns.route("/invites")
 class Invites(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="createInvite",
+        tag="care",
+        replies=[
+            Reply(201, "The new invite.", schema=InviteOut),
+        ],
+        problems=(401, 400, 403, 413, 415, 422, 429, 500),
+        body=InviteIn,
+        body_required=False,
+    )
     def post(self) -> Response:
-        """A one-time code (7-day expiry) a patient enters to link with the caller, in one
-        of the caller's organisations (named in the body when they work in several)."""
+        """Create an invite code
+
+        Clinician only. A one-time code, valid for 7 days, that a patient enters at
+        `POST /api/v1/care-links` to link with the caller in one of the caller's
+        organisations: the link belongs to that organisation. The body is optional for a
+        clinician of one organisation; one who works in several names it
+        (`organisation_id`, else 422). 403 for a staff account that is no organisation's
+        clinician. The code is shown only in this response.
+        """
         # The body is optional: a clinician of one organisation sends none.
         data = load_body(_invite_in) if request.get_data(cache=True) else {"organisation_id": None}
         db = get_db()
@@ -74,8 +92,28 @@ class Invites(Resource):
 @ns.route("/care-links")
 class CareLinks(Resource):
     @require_auth(Role.patient)
+    @operation(
+        operation_id="createCareLink",
+        tag="care",
+        replies=[
+            Reply(201, "The new link.", schema=CareLinkOut),
+            Reply(
+                404,
+                "The clinician's account vanished while linking (a race).",
+                schema={"$ref": "#/components/schemas/Problem"},
+                media="application/problem+json",
+            ),
+        ],
+        problems=(400, 401, 403, 409, 413, 415, 422, 429, 500),
+        body=CareLinkIn,
+    )
     def post(self) -> Response:
-        """Link the calling patient to the clinician whose code this is."""
+        """Link to a clinician
+
+        Patient only. Spends the clinician's invite code (case, spaces and dashes ignored);
+        an unknown, used or expired code is 422 on `code`. 409 when already linked to that
+        clinician.
+        """
         data = load_body(_link_in)
         db = get_db()
         patient = current_principal().user
@@ -87,8 +125,20 @@ class CareLinks(Resource):
         return json_response(_link_out.dump(_link_view(link, patient, clinician)), 201)
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="listCareLinks",
+        tag="care",
+        replies=[
+            Reply(200, "One page of links.", schema=CareLinkListOut),
+        ],
+        problems=(401, 403, 422, 500),
+        parameters=("Limit", "Cursor"),
+    )
     def get(self) -> Response:
-        """The caller's live links, newest first."""
+        """My care links
+
+        Patient or clinician. The caller's live links, newest first, paged.
+        """
         patient, clinician = aliased(User), aliased(User)
         stmt = (
             links_of(current_principal().user)
@@ -109,8 +159,20 @@ class CareLinks(Resource):
 @ns.route("/care-links/<link_id>")
 class CareLinkItem(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="endCareLink",
+        tag="care",
+        replies=[
+            Reply(204, "Link ended."),
+        ],
+        problems=(401, 403, 404, 429, 500),
+    )
     def delete(self, link_id: str) -> Response:
-        """End a link; the clinician loses access from the next request."""
+        """End a care link
+
+        Patient or clinician party to the link. The clinician loses access from the next
+        request. 404 for a link that is unknown, already ended, or someone else's.
+        """
         db = get_db()
         end_link(db=db, user=current_principal().user, link_id=path_id(link_id), now=utcnow())
         db.commit()

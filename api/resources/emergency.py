@@ -9,6 +9,7 @@ from flask_restx import Namespace, Resource
 
 from api.audit import note_emergency, note_patients
 from api.auth import current_principal, organisation_as_admin, require_auth
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import not_found, validation_error
 from api.http import json_response, keyset_page, load_body, path_id
@@ -31,8 +32,34 @@ _review_out, _review_list_out = EmergencyAccessReviewOut(), EmergencyAccessRevie
 @ns.route("/patients/<patient_id>/emergency-access")
 class OpenEmergencyAccess(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="openEmergencyAccess",
+        tag="patients",
+        replies=[
+            Reply(
+                201, "The emergency access, running until `expires_at`.", schema=EmergencyAccessOut
+            ),
+        ],
+        problems=(400, 401, 403, 404, 409, 413, 415, 422, 429, 500),
+        body=EmergencyAccessIn,
+    )
     def post(self, patient_id: str) -> Response:
-        """Open a patient's record for a stated reason and a limited time (audited)."""
+        """Emergency access to a patient's record
+
+        Break-glass. A clinician of an organisation the patient is cared for in (a live care link
+        there), who is not linked to the patient, opens the patient's record for a stated
+        `reason` (kept in the audit trail only: shown to the organisation's admins who review it,
+        never to the patient, never logged) for `MOODTRACK_EMERGENCY_ACCESS_MINUTES` (default
+        60). Meanwhile the clinician may do what a linked clinician may on the patient's routes;
+        every such request is audited as emergency access and shows so in the patient's access
+        log; the organisation's admins get it to review (`GET
+        /api/v1/organisations/{organisation_id}/emergency-accesses`). It ends by itself, or
+        earlier when the clinician leaves the organisation or the patient's links there end.
+        Outside the caller's organisations, as for a patient that does not exist: 404. 409 when
+        the caller can see the patient already (a link, or a running emergency access); 422 on
+        `organisation_id` when the patient is cared for in several of the caller's organisations
+        and none is named.
+        """
         if patient_id == "me":
             raise not_found()
         pid = path_id(patient_id)
@@ -91,8 +118,23 @@ def _reviewed_filter() -> bool | None:
 @ns.route("/organisations/<organisation_id>/emergency-accesses")
 class EmergencyAccesses(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="listEmergencyAccesses",
+        tag="organisations",
+        replies=[
+            Reply(200, "One page.", schema=EmergencyAccessReviewListOut),
+        ],
+        problems=(401, 403, 404, 422, 500),
+        parameters=("ListEmergencyAccessesReviewed", "Limit", "Cursor"),
+    )
     def get(self, organisation_id: str) -> Response:
-        """The organisation's emergency accesses for its admins to review, newest first."""
+        """Emergency accesses to review
+
+        Org admins of the organisation only: every emergency access opened in it, newest first,
+        with the reason, whether it is still running, and whether it has been reviewed
+        (`reviewed=false` for the ones still to review). Each patient named is recorded as read in
+        their access log. 403 and 404 as for the member list.
+        """
         organisation = organisation_as_admin(organisation_id)
         stmt = review_list(organisation_id=organisation.id, reviewed=_reviewed_filter())
         rows, next_cursor = keyset_page(
@@ -110,8 +152,20 @@ class EmergencyAccesses(Resource):
 @ns.route("/organisations/<organisation_id>/emergency-accesses/<access_id>/review")
 class ReviewEmergencyAccess(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="reviewEmergencyAccess",
+        tag="organisations",
+        replies=[
+            Reply(200, "The reviewed access.", schema=EmergencyAccessReviewOut),
+        ],
+        problems=(401, 403, 404, 409, 429, 500),
+    )
     def post(self, organisation_id: str, access_id: str) -> Response:
-        """Mark an emergency access reviewed (once; 409 the second time)."""
+        """Mark an emergency access reviewed
+
+        Org admins of the organisation only; no body. Once: 409 the second time. 404 for an
+        access of another organisation.
+        """
         organisation = organisation_as_admin(organisation_id)
         db = get_db()
         grant, patient, clinician = mark_reviewed(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from api.audit import note_created
 from api.auth import current_principal, require_auth, resolve_patient_for_write, resolve_patient_id
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import from_validation, validation_error
 from api.http import (
@@ -75,8 +76,48 @@ def entry_view(entry: MoodEntry) -> dict[str, Any]:
 @ns.route("/<patient_id>/mood-entries")
 class MoodEntries(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="createMoodEntry",
+        tag="mood",
+        replies=[
+            Reply(
+                200,
+                "A replay of an earlier create; the entry as stored then.",
+                schema=MoodEntryOut,
+                headers=("Location", "ETag", "X-Request-ID", "Cache-Control"),
+            ),
+            Reply(
+                201,
+                "The new entry.",
+                schema=MoodEntryOut,
+                headers=("Location", "ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 409, 413, 415, 422, 429, 500),
+        parameters=("IdempotencyKey",),
+        body=MoodEntryIn,
+    )
     def post(self, patient_id: str) -> Response:
-        """Log a mood entry (the patient); a replay of the same id or key returns it (200)."""
+        """Log a mood entry
+
+        The patient themself only (`me` or their own id): a linked clinician gets 403, an
+        admin 403; anyone else, and `me` for a non-patient, gets 404 as if the patient did
+        not exist.
+
+        `occurred_at` must be RFC 3339 with an offset: a naive time, one more than 5 minutes
+        in the future, or one more than a year old is 422. The offset is kept and decides
+        `local_date`. `mood`, `anxiety` and `energy` are strict integers 0-10 (`2.5`, `"2"`
+        and `true` are 422); `sleep_hours` is a JSON number 0-24. `note` is at most 2000
+        characters, kept exactly as sent (no trimming; NUL is 422). Unknown fields are 422.
+        `session_id` and `phase` link a check-in to a treatment session and go together (one
+        without the other is 422); the session must be a live session of this patient (else
+        422 on `session_id`), a `pre` check-in must precede its start and a `post` one
+        follow it (else 422 on `phase`).
+
+        Idempotent: send a client-chosen `id` and/or an `Idempotency-Key` header. A repeat
+        with the same id or key and the same body returns the stored entry with 200 and
+        stores nothing; the same id or key with a different body is 409.
+        """
         pid = resolve_patient_for_write(patient_id)
         key = idempotency_key()
         data = load_body(_in)
@@ -96,8 +137,46 @@ class MoodEntries(Resource):
         )
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="listMoodEntries",
+        tag="mood",
+        replies=[
+            Reply(
+                200,
+                "A page of entries, or (with `updated_since`) a page of the sync feed.",
+                schema=(
+                    MoodEntryListOut,
+                    MoodEntrySyncOut,
+                ),
+            ),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("UpdatedSince", "Limit", "Cursor"),
+    )
     def get(self, patient_id: str) -> Response:
-        """Entries newest first; with `updated_since`, the sync feed of changes instead."""
+        """Mood entries, or the sync feed
+
+        The patient themself or a linked clinician (admin: 403; anyone else: 404).
+
+        Two shapes, chosen by `updated_since`:
+
+        - **Without `updated_since`**: one page of live entries, newest `occurred_at` first
+          (`MoodEntryListOut`), paged with `limit` and `cursor`; `next_cursor` is null on the
+          last page.
+        - **With `updated_since`**: the offline-sync feed (`MoodEntrySyncOut`): every entry
+          that changed (created, edited or deleted) after that cursor, oldest change first,
+          at most `limit` of them. `updated_since=0` starts from the beginning. An entry
+          appears once, in its latest state; a deleted one appears as a tombstone
+          (`deleted: true`, `entry: null`, `updated_at` = deletion time). Store
+          `next_cursor` and send it as the next `updated_since`; while `has_more` is true
+          there are more changes to fetch right away. When nothing changed, `items` is empty
+          and `next_cursor` repeats the cursor sent. Changes commit in cursor order, so a
+          stored cursor never skips a change. `cursor` may not be combined with
+          `updated_since` (422); a value that is not a number this API issued is 422.
+
+        The response is `oneOf` the two schemas; a sync response is told apart by its
+        `has_more` field.
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         since = request.args.get("updated_since")
@@ -154,8 +233,32 @@ def _sync(db: Any, patient_id: uuid.UUID, since_raw: str) -> Response:
 @ns.route("/<patient_id>/mood-entries/batch")
 class MoodEntryBatch(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="createMoodEntryBatch",
+        tag="mood",
+        replies=[
+            Reply(200, "One result per submitted item, with counts.", schema=MoodEntryBatchOut),
+        ],
+        problems=(400, 401, 403, 404, 413, 415, 422, 429, 500),
+        body=MoodEntryBatchIn,
+    )
     def post(self, patient_id: str) -> Response:
-        """Store up to 500 offline entries; one result per item, a bad item fails alone."""
+        """Upload entries saved offline
+
+        The patient themself only (linked clinician and admin: 403; anyone else: 404).
+
+        `entries` holds 1 to 500 objects; an empty list, more than 500 (e.g. 501), or an item
+        that is not a JSON object fails the whole request with 422 and stores nothing.
+        Otherwise each item is validated on its own as a `MoodEntryIn` (same rules as a
+        single create, including the `session_id`/`phase` rules) and the answer is 200 with one
+        result per item, in request order:
+        `status` 201 stored, 200 already stored (same `id` and body, including an id
+        repeated within the batch), 409 the `id` was used with a different body, 422 the
+        item is invalid (`problem.errors` names its fields). A bad item fails only itself.
+        `entry` is the stored entry (null for 409 and 422) and `problem` says why an item
+        was not stored (null otherwise). Items without `id` get a new one, so send ids to
+        make a retried upload safe.
+        """
         pid = resolve_patient_for_write(patient_id)
         raw_items = load_body(_batch_in)["entries"]
         valid: list[tuple[int, dict[str, Any]]] = []
@@ -221,15 +324,56 @@ class MoodEntryBatch(Resource):
 @ns.route("/<patient_id>/mood-entries/<uuid:entry_id>")
 class MoodEntryItem(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getMoodEntry",
+        tag="mood",
+        replies=[
+            Reply(
+                200,
+                "The entry.",
+                schema=MoodEntryOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 404, 503, 500),
+    )
     def get(self, patient_id: str, entry_id: uuid.UUID) -> Response:
-        """One entry."""
+        """One mood entry
+
+        The patient themself or a linked clinician (admin: 403). 404 for an entry that is
+        unknown, deleted, or another patient's, and for a patient the caller may not see.
+        """
         pid = resolve_patient_id(patient_id)
         entry = get_entry(db=get_db(), patient_id=pid, entry_id=entry_id)
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="updateMoodEntry",
+        tag="mood",
+        replies=[
+            Reply(
+                200,
+                "The updated entry.",
+                schema=MoodEntryOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=MoodEntryUpdate,
+    )
     def patch(self, patient_id: str, entry_id: uuid.UUID) -> Response:
-        """Change an entry (If-Match); the prior version is kept."""
+        """Change a mood entry
+
+        The patient themself only (linked clinician and admin: 403; 404 as for GET). Send
+        only the fields that change; the same rules as on create apply (unknown fields, a
+        naive, future or year-old `occurred_at`, non-integer scales, a bad `session_id` and
+        `phase` pairing in the merged result: 422). Needs `If-Match`
+        with the current ETag: 428 without it, 412 when stale (checked before the body is
+        read). The prior version is kept in the entry's history; `version` and the ETag go
+        up by one, and the change appears in the sync feed.
+        """
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
         entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
@@ -246,8 +390,22 @@ class MoodEntryItem(Resource):
         return json_response(entry_view(entry), etag=entry.etag)
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="deleteMoodEntry",
+        tag="mood",
+        replies=[
+            Reply(204, "Deleted."),
+        ],
+        problems=(401, 403, 404, 412, 428, 429, 500),
+        parameters=("IfMatch",),
+    )
     def delete(self, patient_id: str, entry_id: uuid.UUID) -> Response:
-        """Delete an entry (If-Match); sync reports it as a tombstone."""
+        """Delete a mood entry
+
+        The patient themself only (linked clinician and admin: 403; 404 as for GET). Needs
+        `If-Match`: 428 without it, 412 when stale. The entry disappears from reads (404
+        afterwards) and the sync feed reports it as a tombstone.
+        """
         pid = resolve_patient_for_write(patient_id)
         db = get_db()
         entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from api.audit import note_actor
 from api.auth import current_principal, organisation_as_admin, require_auth
+from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import not_found
 from api.http import (
@@ -117,8 +118,27 @@ def _organisation_or_404(raw: str) -> Organisation:
 @ns.route("")
 class Organisations(Resource):
     @require_auth(Role.admin)
+    @operation(
+        operation_id="createOrganisation",
+        tag="organisations",
+        replies=[
+            Reply(
+                201,
+                "The new organisation and its first admin's invite.",
+                schema=OrganisationCreatedOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 413, 415, 422, 429, 500),
+        body=OrganisationIn,
+    )
     def post(self) -> Response:
-        """Create an organisation and the invite of its first org admin (code shown once)."""
+        """Create an organisation
+
+        Operator (`admin`) only. Creates a clinic and a staff invite for its first org admin
+        (`first_admin.email`); the invite's code is shown only in this response, for the operator
+        to hand to that person, who takes it up at `POST /api/v1/auth/staff-invites/accept`.
+        """
         data = load_body(_org_in)
         db = get_db()
         now = utcnow()
@@ -139,8 +159,20 @@ class Organisations(Resource):
         return json_response(_org_created_out.dump(body), 201, etag=organisation.etag)
 
     @require_auth(Role.admin)
+    @operation(
+        operation_id="listOrganisations",
+        tag="organisations",
+        replies=[
+            Reply(200, "One page of organisations.", schema=OrganisationListOut),
+        ],
+        problems=(401, 403, 422, 500),
+        parameters=("Limit", "Cursor"),
+    )
     def get(self) -> Response:
-        """Every organisation, oldest first."""
+        """All organisations
+
+        Operator (`admin`) only. Oldest first, with the number of active members.
+        """
         rows, next_cursor = keyset_page(
             get_db(),
             select(Organisation).order_by(Organisation.created_at, Organisation.id),
@@ -155,16 +187,51 @@ class Organisations(Resource):
 @ns.route("/<organisation_id>")
 class OrganisationItem(Resource):
     @require_auth(Role.admin)
+    @operation(
+        operation_id="getOrganisation",
+        tag="organisations",
+        replies=[
+            Reply(
+                200,
+                "The organisation.",
+                schema=OrganisationOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 404, 500),
+    )
     def get(self, organisation_id: str) -> Response:
-        """One organisation."""
+        """One organisation
+
+        Operator (`admin`) only; 404 when there is none.
+        """
         organisation = _organisation_or_404(organisation_id)
         return json_response(
             _org_out.dump(_organisation_view(organisation)), etag=organisation.etag
         )
 
     @require_auth(Role.admin)
+    @operation(
+        operation_id="updateOrganisation",
+        tag="organisations",
+        replies=[
+            Reply(
+                200,
+                "The renamed organisation.",
+                schema=OrganisationOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=OrganisationUpdate,
+    )
     def patch(self, organisation_id: str) -> Response:
-        """Rename an organisation (If-Match required)."""
+        """Rename an organisation
+
+        Operator (`admin`) only. Needs `If-Match` (428 without, 412 stale; checked before the
+        body is read).
+        """
         organisation = _organisation_or_404(organisation_id)
         require_if_match(organisation.etag)
         data = load_body(_org_update)
@@ -180,8 +247,22 @@ class OrganisationItem(Resource):
 @ns.route("/<organisation_id>/members")
 class Members(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="listMembers",
+        tag="organisations",
+        replies=[
+            Reply(200, "One page of members.", schema=MemberListOut),
+        ],
+        problems=(401, 403, 404, 422, 500),
+        parameters=("Limit", "Cursor"),
+    )
     def get(self, organisation_id: str) -> Response:
-        """The organisation's staff, oldest member first (org admins)."""
+        """The organisation's staff
+
+        Org admins of the organisation only: its members (clinicians and org admins, disabled
+        ones included), oldest first. Another member of the organisation gets 403; anyone outside
+        it gets 404, as for an organisation that does not exist; patients and the operator 403.
+        """
         organisation = organisation_as_admin(organisation_id)
         stmt = (
             select(Membership, User, second_factor_on(User.id))
@@ -203,8 +284,23 @@ class Members(Resource):
 @ns.route("/<organisation_id>/staff-invites")
 class StaffInvites(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="createStaffInvite",
+        tag="organisations",
+        replies=[
+            Reply(201, "The new invite.", schema=StaffInviteOut),
+        ],
+        problems=(400, 401, 403, 404, 413, 415, 422, 429, 500),
+        body=StaffInviteIn,
+    )
     def post(self, organisation_id: str) -> Response:
-        """A one-time code (7-day expiry) for one person to join as clinician or org admin."""
+        """Invite a staff member
+
+        Org admins of the organisation only. A one-time code, valid for 7 days, for the person
+        with this email to join as `clinician` or `org_admin`; the code is shown only in this
+        response. They take it up at `POST /api/v1/auth/staff-invites/accept`. 403 and 404 as for
+        the member list.
+        """
         organisation = organisation_as_admin(organisation_id)
         data = load_body(_invite_in)
         db = get_db()
@@ -223,8 +319,29 @@ class StaffInvites(Resource):
 @ns.route("/<organisation_id>/members/<user_id>")
 class MemberItem(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="updateMember",
+        tag="organisations",
+        replies=[
+            Reply(
+                200,
+                "The member.",
+                schema=MemberOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=MemberUpdate,
+    )
     def patch(self, organisation_id: str, user_id: str) -> Response:
-        """Change a member's role, or disable or re-enable them (If-Match required)."""
+        """Change a member's role or disable them
+
+        Org admins of the organisation only. `role` (clinician or org_admin) and/or `disabled`;
+        a disabled clinician stops seeing the organisation's patients from the next request. The
+        last active org admin cannot be demoted or disabled (409). Needs `If-Match` (the member's
+        ETag). 404 for anyone who is not a member of this organisation.
+        """
         organisation = organisation_as_admin(organisation_id)
         db = get_db()
         membership, user = member_or_404(
@@ -244,8 +361,22 @@ class MemberItem(Resource):
         return json_response(_member_out.dump(member_view(membership, user)), etag=membership.etag)
 
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="removeMember",
+        tag="organisations",
+        replies=[
+            Reply(204, "Removed."),
+        ],
+        problems=(401, 403, 404, 409, 412, 428, 429, 500),
+        parameters=("IfMatch",),
+    )
     def delete(self, organisation_id: str, user_id: str) -> Response:
-        """Take a member out of the organisation; their links in it end (If-Match required)."""
+        """Take a member out of the organisation
+
+        Org admins of the organisation only. The membership goes and the member's live care
+        links in this organisation end. The last active org admin cannot be removed (409). Needs
+        `If-Match` (the member's ETag).
+        """
         organisation = organisation_as_admin(organisation_id)
         db = get_db()
         membership, user = member_or_404(
@@ -267,8 +398,23 @@ class MemberItem(Resource):
 @ns.route("/<organisation_id>/members/<user_id>/2fa")
 class MemberSecondFactor(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="resetMemberSecondFactor",
+        tag="organisations",
+        replies=[
+            Reply(204, "Reset."),
+        ],
+        problems=(401, 403, 404, 429, 500),
+    )
     def delete(self, organisation_id: str, user_id: str) -> Response:
-        """Reset a member's 2FA (they enrol again at their next login); their sessions end."""
+        """Reset a member's two-factor sign-in
+
+        Org admins of the organisation only, for a member who lost their authenticator and
+        recovery codes: their second factor and recovery codes are deleted and every session of
+        theirs ends (refresh tokens and access tokens fail from the next request); they sign in
+        with their password and enrol again. Audited (`second_factor_reset`). 403 and 404 as for
+        the member list.
+        """
         organisation = organisation_as_admin(organisation_id)
         db = get_db()
         _membership, user = member_or_404(
@@ -281,8 +427,31 @@ class MemberSecondFactor(Resource):
 
 @accept_ns.route("/accept")
 class StaffInviteAccept(Resource):
+    @operation(
+        operation_id="acceptStaffInvite",
+        tag="organisations",
+        replies=[
+            Reply(
+                201,
+                "The new membership.",
+                schema=MemberOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 409, 413, 415, 422, 429, 500),
+        body=StaffInviteAcceptIn,
+        public=True,
+    )
     def post(self) -> Response:
-        """Take up a staff invite: join its organisation, with a new account if need be."""
+        """Take up a staff invite
+
+        No token. Spends a staff invite's code (case, spaces and dashes ignored): without an
+        account for the invite's email, one is made with this password (the password policy
+        applies), `display_name` (required then) and `timezone`; with a staff account already,
+        `password` must be that account's, which then joins the organisation too. An unknown,
+        used or expired code is 422 on `code`; an email whose account is a patient's or the
+        operator's is 409, as is an account that is already a member.
+        """
         data = load_body(_accept_in)
         db = get_db()
         membership, user = accept_staff_invite(

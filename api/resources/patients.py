@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from api.audit import note_patients
 from api.auth import current_principal, require_auth, resolve_patient_id
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import not_found, validation_error
 from api.http import decode_cursor, encode_cursor, json_response, page_limit
@@ -47,9 +48,34 @@ def _organisation_filter() -> uuid.UUID | None:
 @ns.route("")
 class Patients(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="listPatients",
+        tag="patients",
+        replies=[
+            Reply(200, "One page of the cohort.", schema=CohortOut),
+        ],
+        problems=(401, 403, 422, 503, 500),
+        parameters=(
+            "ListPatientsOrganisationId",
+            "ListPatientsSort",
+            "ListPatientsNeedsAttention",
+            "Limit",
+            "Cursor",
+        ),
+    )
     def get(self) -> Response:
-        """The cohort: one summary row per linked patient, sortable, filterable, paged; in
-        one organisation of the caller's with ``organisation_id``, else in all of them."""
+        """My patients (the cohort)
+
+        Clinician only. One row per linked patient: latest PHQ-9 (value, band, local date),
+        PHQ-9 baseline, current and change (as the trend summary defines them), response,
+        remission, sessions completed, last session start, last mood entry, adherence over
+        the last 14 local dates of the patient's time zone, and open alerts. A page costs a
+        fixed number of SQL statements whatever the cohort's size. Ordered by computed
+        columns, so the cursor is a position in the ordering: it is valid only with the same
+        `sort`, `needs_attention` and `organisation_id` (else 422). Only patients linked to
+        the caller in organisations where they are an active clinician; `organisation_id`
+        narrows it to one of them.
+        """
         sort = request.args.get("sort", "-open_alerts")
         if sort.lstrip("-") not in SORTS:
             raise validation_error(
@@ -96,8 +122,21 @@ class Patients(Resource):
 @ns.route("/<patient_id>")
 class PatientItem(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getPatient",
+        tag="patients",
+        replies=[
+            Reply(200, "The profile.", schema=PatientOut),
+        ],
+        problems=(401, 403, 404, 503, 500),
+    )
     def get(self, patient_id: str) -> Response:
-        """A patient's profile: the patient themself or a linked clinician."""
+        """A patient's profile
+
+        The patient themself (`me` or their id) or a clinician linked to them. Everyone else,
+        and any id that is not a patient, gets 404. `linked_since` is null for the patient's
+        own view.
+        """
         principal = current_principal()
         resolved = resolve_patient_id(patient_id)
         db = get_db()

@@ -14,6 +14,7 @@ from flask import Response, current_app, request, stream_with_context
 from flask_restx import Namespace, Resource
 
 from api.auth import current_principal, require_auth, resolve_patient_id
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import validation_error
 from api.http import encode_json, json_response
@@ -198,9 +199,79 @@ def html_response(page: str) -> Response:
 @ns.route("/<patient_id>/report")
 class Report(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getReport",
+        tag="trends",
+        replies=[
+            Reply(
+                200,
+                "The report in the chosen representation.",
+                schema=ReportOut,
+                more={
+                    "text/csv": {"type": "string", "format": "binary"},
+                    "application/fhir+json": {"$ref": "#/components/schemas/FhirBundle"},
+                    "text/html": {"type": "string", "format": "binary"},
+                },
+                headers=("X-Request-ID", "Cache-Control", "Content-Security-Policy"),
+            ),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("GetReportFrom", "GetReportTo", "GetReportFormat"),
+    )
     def get(self, patient_id: str) -> Response:
-        """The clinician report: JSON, CSV (one row per measurement), a FHIR R4 Bundle, or
-        one printable HTML page."""
+        """The clinician report (JSON, CSV, FHIR R4 or a printable HTML page)
+
+        The patient themself or a linked clinician (admin: 403; anyone else 404). Every
+        representation is a read of health data: audited, `Cache-Control: no-store`.
+
+        The representation is chosen by `format` when given, else by the `Accept` header
+        (`text/csv`, `application/fhir+json`, `text/html`); anything else, `*/*` included,
+        gets JSON.
+        - **JSON** (`ReportOut`): the patient's id, display name and time zone; the course
+          summary exactly as `GET .../course` gives it (not limited by `from`/`to`); for
+          mood, anxiety, energy, sleep_hours, phq9, gad7 and qids_sr16 the days with data,
+          measurements, mean, slope per week and the trend summary over the range (as
+          `GET .../trends`); counts of the records in the range; the `period` the report
+          covers (`from`/`to` when given, else the first record's local date to the
+          patient's local today); every questionnaire in the range (date, instrument,
+          total, band, whether the self-harm item was positive); mood adherence over the
+          last 14 local days; `open_alerts` (unacknowledged; null when the patient asks:
+          alerts are the care team's); the `charts` the page draws (PHQ-9 over the period,
+          mood over its last 84 days: each point with its local date, value, the number of
+          measurements behind it and, on a session's local date, whether it is before the
+          session's start or from it on; the gaps no line crosses, the sessions, the
+          baseline and the latest point); and the `definitions` the figures follow (rule-set
+          version, windows, cut-offs, the charts' join limits).
+        - **HTML** (`text/html`): one self-contained page a clinician reads or prints
+          (headline, the PHQ-9 and mood charts with session markers, the session table, the
+          questionnaire table, adherence, definitions, the safety line), drawn from the same
+          computed report as the JSON: each figure on it is marked up with the JSON pointer
+          it came from (`<data value="12.5" data-key="/course/phq9/current">`). Inline CSS
+          and SVG only: no script, no external request, and a `Content-Security-Policy`
+          that allows nothing else. A print stylesheet gives A4 or Letter pages with table
+          headers repeated and no row cut across pages.
+        - **CSV** (`text/csv`, streamed): a header row, then one row per measurement ordered
+          by `occurred_at`: `local_date`, `occurred_at` (UTC, RFC 3339), `utc_offset` (the
+          offset the phone sent, written `UTC-08:00` so no spreadsheet reads it as a
+          formula), `metric`, `value`, `session_number` (the last completed session started
+          at or before the measurement, i.e. the session whose span holds it; empty before
+          the first) and `phase` (`pre`, `post` or empty). No cell starts with `=`, `+`,
+          `-` or `@` unless it is a number.
+        - **FHIR** (`application/fhir+json`): an R4 Bundle of type `collection` with the
+          Patient; per assessment a QuestionnaireResponse (item linkIds are LOINC item codes
+          where verified: PHQ-9 items and difficulty item; answers of PHQ-9 and GAD-7 items
+          as LOINC answer codes with their score as `ordinalValue`) and an Observation of the
+          total (category `survey`; LOINC 44261-6 PHQ-9, 70274-6 GAD-7, otherwise
+          `urn:moodtrack:instrument|<code>`; `derivedFrom` the QuestionnaireResponse); an
+          Observation per mood-entry value (`urn:moodtrack:metric|mood`, `anxiety`, `energy`,
+          `sleep_hours`, the last in UCUM hours); and a Procedure per completed session (the
+          drug as code text; esketamine with RxNorm 2201623 in `usedCode`). Intra-bundle
+          references are `urn:uuid:` full URLs.
+
+        `from`/`to` (local dates, inclusive) bound the measurements, counts and FHIR
+        resources (sessions by the local date they started). A bad date, `from` after `to`
+        or an unknown `format`: 422.
+        """
         pid = resolve_patient_id(patient_id)
         date_from, date_to = date_range()
         kind = report_format()
@@ -235,8 +306,46 @@ class Report(Resource):
 @ns.route("/<patient_id>/chart.svg")
 class Chart(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getTrendChart",
+        tag="trends",
+        replies=[
+            Reply(
+                200,
+                "The chart.",
+                body={"type": "string", "format": "binary"},
+                media="image/svg+xml",
+            ),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("GetTrendChartMetric", "GetTrendChartFrom", "GetTrendChartTo"),
+    )
     def get(self, patient_id: str) -> Response:
-        """A metric's chart as SVG: its points, gaps, session markers, baseline and bands."""
+        """A metric's chart as SVG
+
+        The patient themself or a linked clinician (admin: 403; anyone else 404). The chart
+        of `metric` (default `mood`), drawn as the report's charts are (see `ChartOut`):
+        - points are what was measured: one per questionnaire for an instrument (titled
+          e.g. "PHQ-9 total"); for mood, anxiety, energy and sleep one per local day, the
+          day's mean, except on a completed session's local date, where the entries before
+          its start (a hollow square left of the session line) and those from its start on
+          (a triangle right of it) are separate marks;
+        - a line joins consecutive points only when their local dates are at most 1.5 usual
+          intervals apart (daily values: consecutive days; PHQ-9 and GAD-7: 21 days, the
+          14-day schedule plus the 7 days the phone asks; weekly instruments: 10 days); a
+          longer stretch is a hatched gap with no line, labelled with its length;
+        - the baseline (analytics.md) is a labelled dash-dot line, the latest point is
+          circled and labelled with its value, each completed session in the range is a
+          dashed line labelled S and its number, instruments with severity bands have them
+          shaded and named; counts use singular and plural ("1 day with data").
+        The y axis spans the metric's whole range (mood, anxiety, energy 0-10, sleep 0-24 h,
+        PHQ-9 and QIDS-SR16 0-27, GAD-7 0-21, MADRS 0-60, CADSS 0-92); x runs in time
+        order. The title says what the points are and whether higher or lower is better.
+        Marks differ by shape and lines by dash, so the chart reads in greyscale. The SVG
+        has a `viewBox` (it scales to any width), `role="img"`, a `<title>` and a `<desc>`
+        summarising it, and names no patient. Unknown metric, a bad date or `from` after
+        `to`: 422.
+        """
         pid = resolve_patient_id(patient_id)
         metric = metric_arg("mood")
         date_from, date_to = date_range()
@@ -341,8 +450,30 @@ def _person(user: User) -> dict[str, Any]:
 @export_ns.route("/export")
 class Export(Resource):
     @require_auth(Role.patient)
+    @operation(
+        operation_id="exportMe",
+        tag="me",
+        replies=[
+            Reply(
+                200,
+                "The export.",
+                schema=ExportOut,
+                more={"application/fhir+json": {"$ref": "#/components/schemas/FhirBundle"}},
+            ),
+        ],
+        problems=(401, 403, 422, 503, 500),
+        parameters=("ExportMeFormat",),
+    )
     def get(self) -> Response:
-        """Every record of the calling patient: JSON, or a FHIR R4 Bundle with format=fhir."""
+        """Every record of the calling patient
+
+        Patients only (clinicians and admins: 403). JSON (`ExportOut`): the profile, every
+        live mood entry with the earlier versions of those entries, live assessments, live
+        sessions of any status with their observations, the patient's alerts and care links
+        (live and ended), and a count of each. Deleted records are not included.
+        `format=fhir` gives the same FHIR R4 Bundle as the report's FHIR form, over the
+        whole record (observations, alerts and care links are in the JSON form only).
+        """
         asked = request.args.get("format", "json")
         if asked not in ("json", "fhir"):
             raise validation_error({"format": ["Must be json or fhir."]})

@@ -10,6 +10,7 @@ from flask_restx import Namespace, Resource
 
 from api.audit import note_actor
 from api.auth import current_principal, require_auth
+from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import unauthorized
 from api.http import empty_response, json_response, load_body
@@ -25,6 +26,7 @@ from models.second_factor import (
     confirm_enrolment,
     disable_second_factor,
 )
+from schemas.accounts import TokenPairOut
 from schemas.second_factor import (
     RecoveryCodesOut,
     SecondFactorCodeIn,
@@ -48,8 +50,25 @@ def _services() -> Any:
 @ns.route("/enrol")
 class Enrol(Resource):
     @require_auth(allow_unenrolled=True)
+    @operation(
+        operation_id="enrolSecondFactor",
+        tag="auth",
+        replies=[
+            Reply(200, "The seed; shown only here.", schema=SecondFactorEnrolmentOut),
+        ],
+        problems=(400, 401, 409, 413, 415, 422, 429, 500),
+        body=SecondFactorEnrolIn,
+    )
     def post(self) -> Response:
-        """A new TOTP seed for the caller (password required); 2FA is on once confirmed."""
+        """Start two-factor enrolment
+
+        Any signed-in user (staff must; patients may). Checks the password (422 on `password`),
+        then answers a new TOTP seed (RFC 6238: SHA-1, 6 digits, 30 s) and its `otpauth://` URI
+        for an authenticator app; two-factor sign-in is on only once
+        `POST /api/v1/auth/2fa/confirm` accepts a first code. Enrolling again before that replaces
+        the seed; 409 when two-factor sign-in is already on. Counted with the password checks.
+        Open to staff who must still enrol (`MOODTRACK_REQUIRE_STAFF_2FA`).
+        """
         data = load_body(_enrol_in)
         db = get_db()
         services = _services()
@@ -73,8 +92,23 @@ class Enrol(Resource):
 @ns.route("/confirm")
 class Confirm(Resource):
     @require_auth(allow_unenrolled=True)
+    @operation(
+        operation_id="confirmSecondFactor",
+        tag="auth",
+        replies=[
+            Reply(200, "Two-factor sign-in is on.", schema=RecoveryCodesOut),
+        ],
+        problems=(400, 401, 409, 413, 415, 422, 429, 500),
+        body=SecondFactorCodeIn,
+    )
     def post(self) -> Response:
-        """Turn 2FA on with a first code; answers the ten recovery codes, shown only once."""
+        """Turn two-factor sign-in on
+
+        A first code from the authenticator app turns two-factor sign-in on and answers ten
+        one-time recovery codes, shown only here (each works once, in place of a code). A wrong
+        code is 422 on `code`; 409 without an enrolment or when already on. From then on, login
+        answers `mfa_required` instead of tokens. Attempts are rate limited per user.
+        """
         data = load_body(_confirm_in)
         db = get_db()
         services = _services()
@@ -92,8 +126,25 @@ class Confirm(Resource):
 
 @ns.route("/verify")
 class Verify(Resource):
+    @operation(
+        operation_id="verifySecondFactor",
+        tag="auth",
+        replies=[
+            Reply(200, "A fresh token pair.", schema=TokenPairOut),
+        ],
+        problems=(400, 401, 413, 415, 422, 429, 500),
+        body=SecondFactorVerifyIn,
+        public=True,
+    )
     def post(self) -> Response:
-        """The second step of a login: the login's mfa_token and a code give the tokens."""
+        """Second step of a login
+
+        No bearer token: the `mfa_token` of a login that answered `mfa_required`, and a code
+        (TOTP, or an unused recovery code) give the token pair. A code is accepted once: the same
+        TOTP code again, even within its 30 seconds, is 401, as is a wrong one or a spent,
+        expired or invalid `mfa_token` (valid 5 minutes, for one sign-in). Rate limited per
+        account and per address.
+        """
         data = load_body(_verify_in)
         services = _services()
         try:
@@ -125,8 +176,22 @@ class Verify(Resource):
 @ns.route("")
 class SecondFactorItem(Resource):
     @require_auth()
+    @operation(
+        operation_id="disableSecondFactor",
+        tag="auth",
+        replies=[
+            Reply(204, "Off."),
+        ],
+        problems=(400, 401, 403, 409, 413, 415, 422, 429, 500),
+        body=SecondFactorDisableIn,
+    )
     def delete(self) -> Response:
-        """Turn 2FA off: the password and a code (TOTP or recovery) are both needed."""
+        """Turn two-factor sign-in off
+
+        Needs the password (422 on `password`) and a code, TOTP or recovery (422 on `code`);
+        409 when it is not on. The recovery codes go too. Staff who must use two-factor sign-in
+        can then only enrol again.
+        """
         data = load_body(_disable_in)
         db = get_db()
         services = _services()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.audit import note_created
 from api.auth import current_principal, require_auth, resolve_patient_id
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import ApiError, validation_error
 from api.http import (
@@ -111,8 +112,54 @@ def _view(db: Session, session: TreatmentSession) -> dict[str, Any]:
 @ns.route("/<patient_id>/sessions")
 class Sessions(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="createSession",
+        tag="sessions",
+        replies=[
+            Reply(
+                200,
+                "A replay of an earlier create; the session as stored.",
+                schema=SessionOut,
+                headers=("Location", "ETag", "X-Request-ID", "Cache-Control"),
+            ),
+            Reply(
+                201,
+                "The new session.",
+                schema=SessionOut,
+                headers=("Location", "ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 409, 413, 415, 422, 429, 500),
+        parameters=("IdempotencyKey",),
+        body=SessionIn,
+    )
     def post(self, patient_id: str) -> Response:
-        """Record a session: clinic sessions by a linked clinician, home ones by the patient."""
+        """Record a treatment session
+
+        A linked clinician records sessions in any `setting`; the patient themself records
+        `home` sessions only (a `clinic` one is 403). Admin: 403; anyone else: 404.
+
+        Rules (each failure is 422 on the field named): instants need an offset (naive is
+        422); `ended_at` and `discharged_at` must not be before `started_at`; esketamine is
+        `intranasal` only, at 28, 56 or 84 mg; a `completed` session needs `dose_mg` and
+        cannot start more than 5 minutes in the future; `dose_mg` must be above 0; `notes`
+        at most 2000 characters, kept exactly; unknown fields 422.
+
+        A dose outside the usual range is stored, not refused: see `dose_flags`
+        (`dose_below_usual_range`, `dose_above_usual_range` against the usual racemic
+        ketamine mg/kg range for the route; `weight_missing` for a completed ketamine session
+        without `weight_kg`). `monitoring` is the checklist the record shows:
+        `bp_before_dosing` (a blood pressure within 2 h before `started_at`),
+        `bp_at_40_minutes` (25-60 min after), `bp_before_discharge` (within 30 min before
+        `discharged_at`), `observation_2_hours` (`discharged_at` at least 2 h after the
+        start; `required` for esketamine only). `number` is the session's place among the
+        patient's completed sessions by start time (1 = first), null unless completed;
+        it is computed on every read, so back-dating or deleting a session renumbers the
+        later ones.
+
+        Idempotent like mood entries: a repeat with the same `id` or `Idempotency-Key` and
+        the same body returns the stored session with 200; a different body is 409.
+        """
         pid = resolve_patient_id(patient_id)
         key = idempotency_key()
         data = load_body(_in)
@@ -132,8 +179,22 @@ class Sessions(Resource):
         )
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="listSessions",
+        tag="sessions",
+        replies=[
+            Reply(200, "One page of sessions.", schema=SessionListOut),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("SessionStatus", "Limit", "Cursor"),
+    )
     def get(self, patient_id: str) -> Response:
-        """The patient's sessions, latest start first, with numbers and checklists."""
+        """A patient's sessions
+
+        The patient themself or a linked clinician (admin: 403; anyone else: 404). Live
+        sessions, latest `started_at` first, paged, each with its `number`, `dose_flags` and
+        `monitoring` checklist; `status` filters.
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         status = request.args.get("status")
@@ -162,16 +223,56 @@ class Sessions(Resource):
 @ns.route("/<patient_id>/sessions/<session_id>")
 class SessionItem(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getSession",
+        tag="sessions",
+        replies=[
+            Reply(
+                200,
+                "The session.",
+                schema=SessionOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 404, 503, 500),
+    )
     def get(self, patient_id: str, session_id: str) -> Response:
-        """One session."""
+        """One session
+
+        The patient themself or a linked clinician (admin: 403). 404 for a session that is
+        unknown, deleted, or another patient's, and for a patient the caller may not see.
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
         return json_response(_view(db, session), etag=session.etag)
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="updateSession",
+        tag="sessions",
+        replies=[
+            Reply(
+                200,
+                "The updated session.",
+                schema=SessionOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=SessionUpdate,
+    )
     def patch(self, patient_id: str, session_id: str) -> Response:
-        """Change a session (If-Match); e.g. mark a scheduled one completed with its dose."""
+        """Change a session
+
+        A linked clinician for any session; the patient for their `home` sessions only (a
+        `clinic` session, or moving one to `clinic`, is 403). Admin: 403; 404 as for GET.
+        Needs `If-Match`: 428 without it, 412 when stale (checked before the body is read).
+        Send only what changes; the create rules apply to the merged result (422). `status`
+        moves only from `scheduled` (to `completed` or `cancelled`); any other change of
+        status is 422. Completing or re-dating a session renumbers the course.
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
@@ -184,8 +285,22 @@ class SessionItem(Resource):
         return json_response(_view(db, session), etag=session.etag)
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="deleteSession",
+        tag="sessions",
+        replies=[
+            Reply(204, "Deleted."),
+        ],
+        problems=(401, 403, 404, 412, 428, 429, 500),
+        parameters=("IfMatch",),
+    )
     def delete(self, patient_id: str, session_id: str) -> Response:
-        """Delete a session (If-Match); later sessions are renumbered."""
+        """Delete a session
+
+        Same roles as PATCH (patients: `home` sessions only, else 403). Needs `If-Match`:
+        428 without it, 412 when stale. The session stops counting anywhere and later
+        completed sessions are renumbered; check-ins linked to it stay.
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
@@ -220,9 +335,33 @@ _READINGS = ("systolic", "diastolic", "heart_rate", "spo2", "sedation_moaas", "c
 @ns.route("/<patient_id>/sessions/<session_id>/observations")
 class Observations(Resource):
     @require_auth(Role.clinician)
+    @operation(
+        operation_id="createObservation",
+        tag="sessions",
+        replies=[
+            Reply(
+                200, "A replay of an earlier create; the readings as stored.", schema=ObservationOut
+            ),
+            Reply(201, "The stored readings.", schema=ObservationOut),
+        ],
+        problems=(400, 401, 403, 404, 409, 413, 415, 422, 429, 500),
+        parameters=("IdempotencyKey",),
+        body=ObservationIn,
+    )
     def post(self, patient_id: str, session_id: str) -> Response:
-        """Record readings taken during the session (linked clinician); a replay of the
-        same id or key returns them (200)."""
+        """Record readings during a session
+
+        Linked clinician only (patient and admin: 403; 404 as for the session). At least
+        one reading is required (422 on `_body` otherwise); readings are strict integers in
+        their ranges; `observed_at` needs an offset. Blood pressure counts toward the
+        session's `monitoring` checklist only when both `systolic` and `diastolic` are given.
+
+        Idempotent like the other creates, so a clinic tablet may retry: a repeat with the
+        same `id` or `Idempotency-Key` and the same body for the same session returns the
+        stored observation with 200 and stores nothing; the same id or key with a different
+        body, or for another session, is 409. Observations are not edited and have no URL
+        of their own: no `Location`, no `ETag`.
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
@@ -249,8 +388,20 @@ class Observations(Resource):
         )
 
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="listObservations",
+        tag="sessions",
+        replies=[
+            Reply(200, "The observations.", schema=ObservationListOut),
+        ],
+        problems=(401, 403, 404, 503, 500),
+    )
     def get(self, patient_id: str, session_id: str) -> Response:
-        """The session's readings, oldest first."""
+        """A session's readings
+
+        The patient themself or a linked clinician (admin: 403; 404 as for the session).
+        All of the session's observations, oldest first (not paged).
+        """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))

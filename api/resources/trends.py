@@ -11,6 +11,7 @@ from flask_restx import Namespace, Resource
 from marshmallow import ValidationError
 
 from api.auth import require_auth, resolve_patient_id
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import ApiError, validation_error
 from api.http import json_response, path_id
@@ -63,8 +64,30 @@ def date_range() -> tuple[date | None, date | None]:
 @ns.route("/<patient_id>/trends")
 class Trends(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getTrend",
+        tag="trends",
+        replies=[
+            Reply(200, "The trend.", schema=TrendOut),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("GetTrendMetric", "GetTrendBucket", "GetTrendFrom", "GetTrendTo"),
+    )
     def get(self, patient_id: str) -> Response:
-        """A metric's series, rolling mean, slope and summary."""
+        """A metric over time with its summary
+
+        The patient themself or a linked clinician (admin: 403; anyone else 404). Computed
+        exactly as the trend definitions say: buckets hold the mean, n, min and max of the
+        measurements whose local date (the date in the UTC offset the phone sent) falls in
+        them; only buckets with data are listed, oldest first. `rolling7` (day buckets
+        only) is the mean of the daily values of the days in [d-6, d] that have data.
+        `slope_per_week` is the least-squares slope of daily values against the day number,
+        times 7 (null with fewer than two days). The summary's baseline is the mean over the
+        14 days before the first completed session (else the last value before it; with no
+        completed session, the first 14 days of data); current is the mean over the 7 days up
+        to the latest value within the range; labels are null, not false, when an input is
+        missing. Unknown metric or bucket, a bad date, or `from` after `to`: 422.
+        """
         pid = resolve_patient_id(patient_id)
         metric = metric_arg()
         bucket = request.args.get("bucket", "day")
@@ -122,8 +145,28 @@ class Trends(Resource):
 @ns.route("/<patient_id>/sessions/<session_id>/effect")
 class SessionEffect(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getSessionEffect",
+        tag="trends",
+        replies=[
+            Reply(200, "The effect.", schema=EffectOut),
+        ],
+        problems=(401, 403, 404, 409, 422, 503, 500),
+        parameters=("GetSessionEffectMetric",),
+    )
     def get(self, patient_id: str, session_id: str) -> Response:
-        """Pre value, windows after the start, deltas and durability of one session."""
+        """How much one session helped, and for how long
+
+        For a completed session starting at s. Its span runs to the next completed session
+        (scheduled and cancelled sessions never count). `pre` is the mean of check-ins linked
+        to the session with phase pre, else the last measurement in [s - 24 h, s).
+        Windows: acute (s, s+4h], day1 (s+12h, s+36h], day3 (s+60h, s+84h], day7 (s+6d, s+8d],
+        each cut at the span's end; delta = window - pre; improvement is the delta signed so
+        that positive is better. Durability walks the local dates after the session's date:
+        the first whose mean is no better than pre ends the effect (effect_ended true); if none,
+        the last date with data (effect_ended false: still holding). A session that is not
+        completed: 409.
+        """
         pid = resolve_patient_id(patient_id)
         metric = metric_arg("mood")
         sid = path_id(session_id)
@@ -148,8 +191,21 @@ def _effect_fields(effect: Any) -> dict[str, Any]:
 @ns.route("/<patient_id>/course")
 class Course(Resource):
     @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getCourse",
+        tag="trends",
+        replies=[
+            Reply(200, "The course.", schema=CourseOut),
+        ],
+        problems=(401, 403, 404, 503, 500),
+    )
     def get(self, patient_id: str) -> Response:
-        """Sessions completed, PHQ-9 and mood outcomes, and each session's mood effect."""
+        """The treatment course at a glance
+
+        Sessions completed; baseline, current, change, response and remission for PHQ-9 and
+        mood; and a row per completed session (number, start, drug, route, dose in mg and
+        mg/kg, and the mood effect: pre, acute, day1, day7, durability).
+        """
         pid = resolve_patient_id(patient_id)
         body = course_summary(db=get_db(), patient_id=pid, rules=settings().rules)
         return json_response(_course_out.dump(body))

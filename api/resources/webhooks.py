@@ -9,6 +9,7 @@ from flask import Response, request
 from flask_restx import Namespace, Resource
 
 from api.auth import current_principal, require_auth
+from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import ApiError, validation_error
 from api.http import (
@@ -44,12 +45,55 @@ from schemas.webhooks import (
     DeliveryHealthOut,
     DeliveryListOut,
     DeliveryOut,
+    WebhookEvent,
     WebhookIn,
     WebhookListOut,
     WebhookOut,
     WebhookSecretOut,
     WebhookUpdate,
 )
+
+# The request every endpoint receives (documented as the operation's callback).
+EVENT_CALLBACK = {
+    "event": {
+        "{$request.body#/url}": {
+            "post": {
+                "summary": "An event, sent to the endpoint",
+                "description": (
+                    "At least once, signed per Standard Webhooks: verify `webhook-signature`\n"
+                    "(`v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>` with\n"
+                    "the secret; two signatures for 24 hours after a rotation) and refuse stale\n"
+                    "timestamps; drop a repeated `webhook-id`. Answer 2xx within the timeout.\n"
+                ),
+                "parameters": [
+                    {
+                        "name": "webhook-id",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                    {
+                        "name": "webhook-timestamp",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "webhook-signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": WebhookEvent}},
+                },
+                "responses": {"200": {"description": "Received; any 2xx counts as delivered."}},
+            }
+        }
+    }
+}
 
 ns = Namespace("webhooks", path="/", description="Webhooks and delivery")
 _in, _update, _out, _secret_out = WebhookIn(), WebhookUpdate(), WebhookOut(), WebhookSecretOut()
@@ -102,9 +146,37 @@ def _check_url(url: str) -> None:
 @ns.route("/webhooks")
 class Webhooks(Resource):
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="createWebhook",
+        tag="webhooks",
+        replies=[
+            Reply(
+                201,
+                "The endpoint with its secret (shown once).",
+                schema=WebhookSecretOut,
+                headers=("ETag", "Location", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 413, 415, 422, 429, 500),
+        body=WebhookIn,
+        callbacks=EVENT_CALLBACK,
+    )
     def post(self) -> Response:
-        """Register an endpoint (operators; org admins for their organisation); the signing
-        secret is in this response only."""
+        """Register a webhook endpoint
+
+        Operators (`admin`), and org admins for their organisation. An organisation's endpoint
+        receives the events of the patients linked to that organisation; an operator's endpoint
+        without `organisation_id` receives every patient's. The endpoint receives the chosen
+        event types (`alert.raised`,
+        `alert.escalated`, `alert.acknowledged`, `reminder.due`) as signed POSTs (Standard
+        Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`; body `WebhookEvent`).
+        `secret` is in this response only. `url` is http(s) (https in production); a loopback or
+        private address is refused unless `MOODTRACK_WEBHOOK_ALLOW_PRIVATE_NETWORKS` allows it.
+        Delivery is at least once: drop repeats by `webhook-id`. A failed request (not 2xx, or no
+        answer within `MOODTRACK_WEBHOOK_TIMEOUT_SECONDS`) is retried with exponential back-off and
+        jitter for more than 24 hours, then kept as failed; an endpoint without a success for
+        24 hours is disabled and the operators are emailed.
+        """
         managed = _managed()
         data = load_body(_in)
         owner = _owner(data.pop("organisation_id", None), managed)
@@ -124,8 +196,21 @@ class Webhooks(Resource):
         )
 
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="listWebhooks",
+        tag="webhooks",
+        replies=[
+            Reply(200, "One page of endpoints.", schema=WebhookListOut),
+        ],
+        problems=(401, 403, 422, 500),
+        parameters=("Limit", "Cursor"),
+    )
     def get(self) -> Response:
-        """The endpoints the caller manages, newest first."""
+        """Webhook endpoints
+
+        Operators: every endpoint; org admins: their organisations' endpoints. Newest first;
+        never the secrets.
+        """
         rows, next_cursor = keyset_page(
             get_db(),
             webhooks_of(_managed()),
@@ -139,14 +224,51 @@ class Webhooks(Resource):
 @ns.route("/webhooks/<webhook_id>")
 class WebhookItem(Resource):
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="getWebhook",
+        tag="webhooks",
+        replies=[
+            Reply(
+                200,
+                "The endpoint.",
+                schema=WebhookOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 404, 500),
+    )
     def get(self, webhook_id: str) -> Response:
-        """One endpoint."""
+        """One webhook endpoint
+
+        The operator, or an org admin of the endpoint's organisation (others 404).
+        """
         hook = get_webhook(db=get_db(), webhook_id=path_id(webhook_id), organisations=_managed())
         return json_response(_out.dump(_view(hook)), etag=hook.etag)
 
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="updateWebhook",
+        tag="webhooks",
+        replies=[
+            Reply(
+                200,
+                "The endpoint.",
+                schema=WebhookOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 500),
+        parameters=("IfMatch",),
+        body=WebhookUpdate,
+    )
     def patch(self, webhook_id: str) -> Response:
-        """Change an endpoint (If-Match); `enabled: true` turns a disabled one back on."""
+        """Change a webhook endpoint
+
+        The operator, or an org admin of the endpoint's organisation (others 404); needs
+        `If-Match`. `enabled: false` stops deliveries to it; `enabled: true`
+        turns a disabled endpoint back on and forgets its run of failures (failed deliveries stay
+        failed: redeliver them one by one).
+        """
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         require_if_match(hook.etag)
@@ -158,8 +280,21 @@ class WebhookItem(Resource):
         return json_response(_out.dump(_view(hook)), etag=hook.etag)
 
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="deleteWebhook",
+        tag="webhooks",
+        replies=[
+            Reply(204, "Removed.", headers=()),
+        ],
+        problems=(401, 403, 404, 412, 428, 429, 500),
+        parameters=("IfMatch",),
+    )
     def delete(self, webhook_id: str) -> Response:
-        """Remove an endpoint (If-Match) with its delivery history."""
+        """Remove a webhook endpoint
+
+        The operator, or an org admin of the endpoint's organisation (others 404); needs
+        `If-Match`. Its deliveries and their attempts go with it.
+        """
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         require_if_match(hook.etag)
@@ -171,8 +306,27 @@ class WebhookItem(Resource):
 @ns.route("/webhooks/<webhook_id>/rotate-secret")
 class WebhookRotate(Resource):
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="rotateWebhookSecret",
+        tag="webhooks",
+        replies=[
+            Reply(
+                200,
+                "The endpoint with its new secret.",
+                schema=WebhookSecretOut,
+                headers=("ETag", "X-Request-ID", "Cache-Control"),
+            ),
+        ],
+        problems=(401, 403, 404, 429, 500),
+    )
     def post(self, webhook_id: str) -> Response:
-        """A new signing secret (shown once); the old one also signs for 24 hours."""
+        """Rotate a webhook's signing secret
+
+        The operator, or an org admin of the endpoint's organisation (others 404). A new secret,
+        shown in this response only. For 24 hours every request carries
+        two signatures (the new secret's and the old one's), so the receiver can switch over
+        without dropping a delivery.
+        """
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         rotate_secret(db=db, hook=hook, now=utcnow())
@@ -203,8 +357,23 @@ def _delivery_views(rows: list[tuple[Delivery, str]]) -> list[dict[str, Any]]:
 @ns.route("/webhooks/<webhook_id>/deliveries")
 class WebhookDeliveries(Resource):
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="listWebhookDeliveries",
+        tag="webhooks",
+        replies=[
+            Reply(200, "One page of deliveries.", schema=DeliveryListOut),
+        ],
+        problems=(401, 403, 404, 422, 500),
+        parameters=("DeliveryStatus", "Limit", "Cursor"),
+    )
     def get(self, webhook_id: str) -> Response:
-        """The endpoint's deliveries newest first, each with its attempts; `status` filters."""
+        """Deliveries to a webhook endpoint
+
+        The operator, or an org admin of the endpoint's organisation (others 404). Newest first,
+        each with its status (`pending`, `delivered`, `failed`: the
+        dead letter), its attempts (time, duration, status code or error) and the next try of a
+        pending one. Never a body.
+        """
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         status = request.args.get("status")
@@ -223,8 +392,24 @@ class WebhookDeliveries(Resource):
 @ns.route("/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver")
 class WebhookRedeliver(Resource):
     @require_auth(Role.admin, Role.clinician)
+    @operation(
+        operation_id="redeliverWebhookDelivery",
+        tag="webhooks",
+        replies=[
+            Reply(202, "The delivery, pending again.", schema=DeliveryOut),
+        ],
+        problems=(401, 403, 404, 409, 429, 500),
+    )
     def post(self, webhook_id: str, delivery_id: str) -> Response:
-        """Send a delivered or failed delivery again now (same event id, fresh retries)."""
+        """Send a delivery again
+
+        The operator, or an org admin of the endpoint's organisation (others 404). A delivered
+        or failed delivery goes back to `pending` now, with a fresh
+        retry schedule and the same `webhook-id` (a receiver that already has it drops the
+        repeat); a worker sends it. 409 for a pending one (it is being sent or retried
+        already) and while the endpoint is disabled (turn it back on first: its pending
+        deliveries then go out by themselves).
+        """
         db = get_db()
         hook = get_webhook(db=db, webhook_id=path_id(webhook_id), organisations=_managed())
         delivery, event_type = redeliver(
@@ -237,8 +422,24 @@ class WebhookRedeliver(Resource):
 @ns.route("/delivery-health")
 class DeliveryHealth(Resource):
     @require_auth(Role.admin)
+    @operation(
+        operation_id="getDeliveryHealth",
+        tag="webhooks",
+        replies=[
+            Reply(200, "Delivery health now.", schema=DeliveryHealthOut),
+        ],
+        problems=(401, 403, 500),
+    )
     def get(self) -> Response:
-        """Backlog, its age, failed deliveries, endpoints and live workers (no health data)."""
+        """Delivery health
+
+        Admin only; counts and ages, no health data. Events waiting to be expanded and the age of
+        the oldest, pending and retrying deliveries and the age of the oldest, failed deliveries
+        (all, and in the last 24 hours), deliveries in the last hour, endpoints disabled or
+        failing, and the workers seen alive in the last 30 seconds. `/readyz` stays about the
+        database; watch this for delivery (e.g. alarm when the oldest pending age passes a few
+        minutes, or when `workers` is empty).
+        """
         health = delivery_health(db=get_db(), now=utcnow())
         health["email_enabled"] = bool(settings().smtp_url)
         return json_response(_health_out.dump(health))
