@@ -12,6 +12,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
+from flask.sansio.scaffold import find_package
 from limits import parse_many
 
 from api.mail import MailConfigError, parse_smtp_url
@@ -437,13 +438,25 @@ def _refuse_unsafe_production(settings: Settings, env: dict[str, str]) -> None:
         raise ConfigError("production refuses to start: " + "; ".join(problems))
 
 
+def default_instance_path() -> Path:
+    """Where development keeps its database, key and outbox when nothing says otherwise:
+    Flask's own choice, never the working directory (a `moodtrack users create` run from
+    elsewhere must find the server's database): `instance/` of a source checkout
+    (`pip install -e .`), `<prefix>/var/moodtrack-instance` for an installed package."""
+    prefix, package_path = find_package("api")
+    if prefix is None:
+        return Path(package_path) / "instance"
+    return Path(prefix) / "var" / "moodtrack-instance"
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment; refuse an unsafe production setup."""
     env = dict(os.environ if env is None else env)
     mode = env.get("MOODTRACK_ENV", "development")
     if mode not in {"development", "production"}:
         raise ConfigError("MOODTRACK_ENV must be 'development' or 'production'")
-    instance_path = Path(env.get("MOODTRACK_INSTANCE_PATH", "instance")).resolve()
+    given = env.get("MOODTRACK_INSTANCE_PATH")
+    instance_path = Path(given).resolve() if given else default_instance_path()
     database_url = env.get("DATABASE_URL", "")
     keys = _parse_keys(env.get("MOODTRACK_SIGNING_KEYS", ""))
     if mode == "production":

@@ -189,3 +189,16 @@ def test_cli_refuses_bad_production_config(tmp_path):
     env.pop("DATABASE_URL", None)
     result = _cli("db", "upgrade", env=env)
     assert result.returncode == 2 and "DATABASE_URL" in result.stderr
+
+
+def test_the_instance_folder_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    # `moodtrack users create` run from another directory must find the server's database.
+    env = {
+        "MOODTRACK_SIGNING_KEYS": GOOD_KEY,
+        "MOODTRACK_TOTP_KEYS": "t1=0123456789abcdefghijklmnopqrstuv",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+    }
+    here = load_settings(env).instance_path
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env).instance_path == here
+    assert here != tmp_path / "instance"
