@@ -281,7 +281,10 @@ def monitoring_checklist(
         end - PRE_DISCHARGE_BP_WINDOW <= t <= end and t > start for t in bp
     )
     esketamine = session.drug == Drug.esketamine
-    observed_long_enough = end is not None and end - start >= ESKETAMINE_MIN_OBSERVATION
+    # Two hours of observation, as the record shows it: a reading taken two hours or more
+    # after the start, and no discharge before then (a discharge time alone shows nothing).
+    watched = any(o.observed_at >= start + ESKETAMINE_MIN_OBSERVATION for o in observations)
+    observed_long_enough = watched and (end is None or end - start >= ESKETAMINE_MIN_OBSERVATION)
     return [
         ChecklistItem("bp_before_dosing", True, before),
         ChecklistItem("bp_at_40_minutes", True, around_40),

@@ -309,10 +309,16 @@ def test_observations_and_monitoring_checklist(client, care):
         headers={**h, "If-Match": etag},
     ).get_json()
     checklist = {c["item"]: c["present"] for c in longer["monitoring"]}
-    # Discharge moved later: the last BP is no longer "before discharge".
-    assert checklist["observation_2_hours"] is True and checklist["bp_before_discharge"] is False
+    # Discharge moved later: the last BP is no longer "before discharge", and no reading
+    # shows two hours of observation yet (a discharge time alone shows nothing).
+    assert checklist["observation_2_hours"] is False and checklist["bp_before_discharge"] is False
+    two_hours = {"observed_at": iso(start + timedelta(hours=2)), "systolic": 126, "diastolic": 80}
+    assert client.post(url, json=two_hours, headers=h).status_code == 201
+    view = client.get(f"{care['url']}/{session['id']}", headers=h).get_json()
+    checklist = {c["item"]: c["present"] for c in view["monitoring"]}
+    assert checklist["observation_2_hours"] is True and checklist["bp_before_discharge"] is True
     listed = client.get(url, headers=care["patient_headers"]).get_json()["items"]
-    assert [o["systolic"] for o in listed] == [128, 128, 128]
+    assert [o["systolic"] for o in listed] == [128, 128, 128, 126]
 
 
 def test_ketamine_does_not_require_two_hours(client, care):
