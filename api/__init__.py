@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api.audit import install_audit
 from api.config import Settings, load_settings
 from api.db import close_db, make_engine, make_session_factory
-from api.errors import handle_any
+from api.error_handler import handle_any
 from api.headers import install_security_headers
 from api.limits import init_limiter
 from api.logs import configure_logging, install_request_hooks
