@@ -152,11 +152,6 @@ def _measured(metric: str, *, bounded_from: bool = False, bounded_to: bool = Fal
     return stmt.subquery()
 
 
-def _patient(metric: str, patient_id: uuid.UUID) -> ColumnElement[bool]:
-    model = MoodEntry if metric in MOOD_METRICS else Assessment
-    return model.patient_id == patient_id
-
-
 # Statements are built once per shape and reused with new parameters: building a
 # SQLAlchemy statement costs more than the database takes to run one of these.
 @functools.cache
@@ -361,9 +356,6 @@ def summarise(
     remission = None
     if metric in rules.remission and now.value is not None:
         remission = rules.in_remission(metric, now.value)
-    reliable = None
-    if metric in rules.reliable_improvement_drop and change is not None:
-        reliable = -change >= rules.reliable_improvement_drop[metric]
     band = None
     if is_instrument and now.latest_value is not None:
         found = band_of(metric, int(now.latest_value))
@@ -379,7 +371,7 @@ def summarise(
         improvement=improvement,
         response=response,
         remission=remission,
-        reliable_improvement=reliable,
+        reliable_improvement=rules.is_reliable_improvement(metric, base, now.value),
         minimal_important_change=rules.is_minimal_important_improvement(metric, improvement),
         relapse=relapse,
         band=band,
