@@ -15,11 +15,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api.audit import install_audit
 from api.config import Settings, load_settings
 from api.db import close_db, make_engine, make_session_factory
-from api.errors import handle_any
+from api.error_handler import handle_any
 from api.headers import install_security_headers
 from api.limits import init_limiter
 from api.logs import configure_logging, install_request_hooks
 from api.mail import Mailer, MemoryMailer
+from api.meta import meta
+from api.resources import build_api
 from api.tokens import TokenService
 from models.passwords import Passwords
 from models.second_factor import RECOVERY_CODE_ARGON2
@@ -85,9 +87,6 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
             allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
         )
-
-    from api.meta import meta
-    from api.resources import build_api
 
     app.register_blueprint(meta)
     build_api(app)

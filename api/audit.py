@@ -21,6 +21,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from api.db import get_db
+from api.errors import ApiError, problem_response
 from models.accounts import User
 from models.audit import Entry, record
 
@@ -76,8 +78,6 @@ def note_emergency() -> None:
 def note_created(record_id: uuid.UUID) -> None:
     """Say which record this request created, when a Core INSERT stored it: no ORM flush
     tells ``_after_flush`` (and an alert the create raised may have flushed first)."""
-    from api.db import get_db
-
     get_db().info["audit_created_id"] = str(record_id)
 
 
@@ -191,8 +191,6 @@ def record_failure(status: int) -> None:
     )
     if not (auth_route and status in (401, 429)) and not denied:
         return
-    from api.db import get_db
-
     db = get_db()
     try:
         record(db=db, entries=_entries("failure" if auth_route else "denied"))
@@ -213,9 +211,6 @@ def install_audit(app: Flask) -> None:
     def _audit_reads(response: Response) -> Response:
         if response.status_code >= 400 or not _is_read_of_health_data():
             return response
-        from api.db import get_db
-        from api.errors import ApiError, problem_response
-
         db = get_db()
         try:
             # Built first: the rollback below expires the loaded principal.

@@ -6,11 +6,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
+from api import create_app
 from api.config import ConfigError, Settings, load_settings
+from api.db import make_engine, make_session_factory
+from api.delivery.worker import run_worker
+from api.openapi import default_path, render
+from api.supervise import supervise
+from models.accounts import Role, create_user, purge_expired_tokens
+from models.base import utcnow
+from models.errors import DomainError
+from models.organisations import MemberRole, add_member, organisation_for_cli
+from models.passwords import Passwords
+from models.throttle import purge_stale
 
 
 def alembic_config(database_url: str) -> Config:
@@ -27,8 +39,6 @@ def upgrade_database(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from api.supervise import supervise
-
     upgrade_database(settings)
     print(f"moodtrack serving on http://{args.host}:{args.port} (docs at /docs)", flush=True)
     server = [
@@ -44,11 +54,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from api import create_app
-    from api.openapi import default_path, render
-
     path = Path(args.output) if args.output else default_path()
     text = render(create_app(settings))
     if args.check:
@@ -61,20 +66,12 @@ def _openapi(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from api.delivery.worker import run_worker
-
     # No migration here: the API's start (`moodtrack db upgrade`, or serve) migrates; two
     # processes migrating one database at once would race.
     return run_worker(settings, exit_with_parent=args.exit_with_parent)
 
 
 def _create_user(settings: Settings, args: argparse.Namespace) -> int:
-    from api.db import make_engine, make_session_factory
-    from models.accounts import Role, create_user
-    from models.errors import DomainError
-    from models.organisations import MemberRole, add_member, organisation_for_cli
-    from models.passwords import Passwords
-
     if not args.password_stdin:
         print(
             "--password-stdin is required: passwords never go on the command line.", file=sys.stderr
@@ -115,11 +112,6 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _purge(settings: Settings) -> int:
-    from api.db import make_engine, make_session_factory
-    from models.accounts import purge_expired_tokens
-    from models.base import utcnow
-    from models.throttle import purge_stale
-
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as db:

@@ -449,6 +449,40 @@ def default_instance_path() -> Path:
     return Path(prefix) / "var" / "moodtrack-instance"
 
 
+def _token_lifetimes(env: dict[str, str]) -> tuple[timedelta, timedelta]:
+    """Access and refresh token lifetimes, within their caps."""
+    access_ttl = _minutes(env, "MOODTRACK_ACCESS_TOKEN_MINUTES", timedelta(minutes=15))
+    if access_ttl > timedelta(minutes=15):
+        raise ConfigError("MOODTRACK_ACCESS_TOKEN_MINUTES may be at most 15")
+    refresh_ttl = _minutes(env, "MOODTRACK_REFRESH_TOKEN_MINUTES", timedelta(days=30))
+    if refresh_ttl > timedelta(minutes=MAX_REFRESH_TOKEN_MINUTES):
+        raise ConfigError(
+            f"MOODTRACK_REFRESH_TOKEN_MINUTES may be at most {MAX_REFRESH_TOKEN_MINUTES} (90 days)"
+        )
+    return access_ttl, refresh_ttl
+
+
+def _log_level(env: dict[str, str]) -> str:
+    log_level = env.get("MOODTRACK_LOG_LEVEL", "INFO").upper()
+    if not isinstance(logging.getLevelName(log_level), int):
+        raise ConfigError("MOODTRACK_LOG_LEVEL must be a logging level name")
+    return log_level
+
+
+def _argon2(env: dict[str, str]) -> Argon2Params:
+    try:
+        argon2 = Argon2Params(
+            time_cost=int(env.get("MOODTRACK_ARGON2_TIME_COST", 3)),
+            memory_kib=int(env.get("MOODTRACK_ARGON2_MEMORY_KIB", 65536)),
+            parallelism=int(env.get("MOODTRACK_ARGON2_PARALLELISM", 4)),
+        )
+    except ValueError:
+        raise ConfigError("MOODTRACK_ARGON2_* must be whole numbers") from None
+    if min(argon2.time_cost, argon2.memory_kib, argon2.parallelism) < 1:
+        raise ConfigError("MOODTRACK_ARGON2_* must be at least 1")
+    return argon2
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment; refuse an unsafe production setup."""
     env = dict(os.environ if env is None else env)
@@ -472,28 +506,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     active_kid = env.get("MOODTRACK_ACTIVE_KID") or next(iter(keys))
     if active_kid not in keys:
         raise ConfigError("MOODTRACK_ACTIVE_KID names no key in MOODTRACK_SIGNING_KEYS")
-    access_ttl = _minutes(env, "MOODTRACK_ACCESS_TOKEN_MINUTES", timedelta(minutes=15))
-    if access_ttl > timedelta(minutes=15):
-        raise ConfigError("MOODTRACK_ACCESS_TOKEN_MINUTES may be at most 15")
-    refresh_ttl = _minutes(env, "MOODTRACK_REFRESH_TOKEN_MINUTES", timedelta(days=30))
-    if refresh_ttl > timedelta(minutes=MAX_REFRESH_TOKEN_MINUTES):
-        raise ConfigError(
-            f"MOODTRACK_REFRESH_TOKEN_MINUTES may be at most {MAX_REFRESH_TOKEN_MINUTES} (90 days)"
-        )
+    access_ttl, refresh_ttl = _token_lifetimes(env)
     totp_keys, active_totp_kid = _totp_keys(env, mode, instance_path)
-    log_level = env.get("MOODTRACK_LOG_LEVEL", "INFO").upper()
-    if not isinstance(logging.getLevelName(log_level), int):
-        raise ConfigError("MOODTRACK_LOG_LEVEL must be a logging level name")
-    try:
-        argon2 = Argon2Params(
-            time_cost=int(env.get("MOODTRACK_ARGON2_TIME_COST", 3)),
-            memory_kib=int(env.get("MOODTRACK_ARGON2_MEMORY_KIB", 65536)),
-            parallelism=int(env.get("MOODTRACK_ARGON2_PARALLELISM", 4)),
-        )
-    except ValueError:
-        raise ConfigError("MOODTRACK_ARGON2_* must be whole numbers") from None
-    if min(argon2.time_cost, argon2.memory_kib, argon2.parallelism) < 1:
-        raise ConfigError("MOODTRACK_ARGON2_* must be at least 1")
+    log_level = _log_level(env)
+    argon2 = _argon2(env)
     settings = Settings(
         env=mode,
         database_url=database_url,

@@ -21,6 +21,7 @@ from flask import Flask, current_app, request
 from flask_limiter import ApplicationLimit, Limiter
 from werkzeug.exceptions import HTTPException
 
+from api.auth import verified_claims
 from api.config import Settings
 from api.jsonbody import MalformedJson, decode_json
 from api.tokens import TokenRejected
@@ -87,8 +88,6 @@ def user_key() -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         try:
-            from api.auth import verified_claims  # api.auth -> api.errors -> this module
-
             claims = verified_claims(token.strip())
         except TokenRejected:
             pass
@@ -184,7 +183,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
         # Exact under bursts: a fixed window lets 2N through across a window boundary.
         strategy="moving-window",
         key_prefix=limits.key_prefix,
-        # api.errors renders the 429 and its Retry-After; no X-RateLimit-* on every response.
+        # api.error_handler renders the 429 and its Retry-After; no X-RateLimit-* on every response.
         headers_enabled=False,
         # Fail open when the store is unreachable: a patient's entry (a crisis answer, say)
         # must not be refused because Redis is down; the account lockout still holds.

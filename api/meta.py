@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, render_template_string, url_for
 from markupsafe import Markup
@@ -37,13 +36,8 @@ window.onload = function () {
 
 @cache
 def openapi_text() -> str:
-    """The hand-written contract, shipped inside the package."""
+    """The contract (written by ``moodtrack openapi``), shipped inside the package."""
     return resources.files("api").joinpath("static/openapi.yaml").read_text("utf-8")
-
-
-def openapi_path() -> Path:
-    """Where the contract lives in a source checkout (the tests read it from there too)."""
-    return Path(str(resources.files("api").joinpath("static/openapi.yaml")))
 
 
 @meta.get("/healthz")

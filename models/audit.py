@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from models.accounts import User
 from models.base import Base, utcnow
 
 
@@ -135,8 +136,6 @@ def ensure_pseudonyms(*, db: Session, user_ids: Iterable[uuid.UUID]) -> None:
 
     No query when every user is known to have one, the usual case.
     """
-    from models.accounts import User
-
     mapped = _mapped(db)
     wanted = set(user_ids) - mapped
     if not wanted:

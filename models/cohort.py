@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import Select, Subquery, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from models.accounts import User
@@ -28,6 +28,12 @@ ADHERENCE_DAYS = 14
 QUIET_DAYS = 3
 RECENT_SESSION_DAYS = 30
 SORTS = ("latest_phq9", "change", "last_entry", "open_alerts", "linked_since", "name")
+# Built once: each statement binds "phq9" once however many subqueries use it.
+LIVE_PHQ9 = (Assessment.instrument == "phq9", Assessment.deleted_at.is_(None))
+COMPLETED = (
+    TreatmentSession.status == SessionStatus.completed,
+    TreatmentSession.deleted_at.is_(None),
+)
 
 
 @dataclass(frozen=True)
@@ -68,45 +74,63 @@ def cohort_query(
     (patient first in every index), so the cost grows with the number of linked patients,
     not with the length of their histories.
     """
-    phq = (Assessment.instrument == "phq9", Assessment.deleted_at.is_(None))
-    completed = (
-        TreatmentSession.status == SessionStatus.completed,
-        TreatmentSession.deleted_at.is_(None),
+    facts = _facts(clinician_id, organisation_id)
+    rows = select(
+        facts.c.patient_id,
+        facts.c.display_name,
+        facts.c.timezone,
+        facts.c.linked_since,
+        facts.c.latest_phq9,
+        facts.c.latest_band,
+        facts.c.latest_date,
+        _phq9_baseline(db, facts).label("baseline"),
+        _phq9_current(db, facts).label("current"),
+        facts.c.completed,
+        facts.c.last_start,
+        facts.c.last_at,
+        facts.c.open_alerts,
+        _needs_attention(facts, now).label("attention"),
+    ).subquery("rows")
+    return select(rows, (rows.c.current - rows.c.baseline).label("change"))
+
+
+def _latest_phq9(column: Any) -> Any:
+    """``column`` of the patient's latest live PHQ-9."""
+    return (
+        select(column)
+        .where(Assessment.patient_id == User.id, *LIVE_PHQ9)
+        .order_by(Assessment.occurred_at.desc(), Assessment.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
 
-    def latest_phq9(column: Any) -> Any:
-        return (
-            select(column)
-            .where(Assessment.patient_id == User.id, *phq)
-            .order_by(Assessment.occurred_at.desc(), Assessment.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
 
-    facts = (
+def _facts(clinician_id: uuid.UUID, organisation_id: uuid.UUID | None) -> Subquery:
+    """One row per visible patient with the facts the cohort columns are computed from."""
+    return (
         select(
             User.id.label("patient_id"),
             User.display_name,
             User.timezone,
             CareLink.created_at.label("linked_since"),
-            latest_phq9(Assessment.total).label("latest_phq9"),
-            latest_phq9(Assessment.band).label("latest_band"),
-            latest_phq9(Assessment.local_date).label("latest_date"),
-            latest_phq9(Assessment.occurred_at).label("latest_at"),
+            _latest_phq9(Assessment.total).label("latest_phq9"),
+            _latest_phq9(Assessment.band).label("latest_band"),
+            _latest_phq9(Assessment.local_date).label("latest_date"),
+            _latest_phq9(Assessment.occurred_at).label("latest_at"),
             select(func.min(Assessment.occurred_at))
-            .where(Assessment.patient_id == User.id, *phq)
+            .where(Assessment.patient_id == User.id, *LIVE_PHQ9)
             .scalar_subquery()
             .label("first_at"),
             select(func.min(TreatmentSession.started_at))
-            .where(TreatmentSession.patient_id == User.id, *completed)
+            .where(TreatmentSession.patient_id == User.id, *COMPLETED)
             .scalar_subquery()
             .label("s1"),
             select(func.max(TreatmentSession.started_at))
-            .where(TreatmentSession.patient_id == User.id, *completed)
+            .where(TreatmentSession.patient_id == User.id, *COMPLETED)
             .scalar_subquery()
             .label("last_start"),
             select(func.count())
-            .where(TreatmentSession.patient_id == User.id, *completed)
+            .where(TreatmentSession.patient_id == User.id, *COMPLETED)
             .scalar_subquery()
             .label("completed"),
             select(MoodEntry.occurred_at)
@@ -125,64 +149,64 @@ def cohort_query(
         .subquery("facts")
     )
 
-    def phq_mean(*conditions: Any) -> Any:
-        return (
-            select(func.avg(Assessment.total))
-            .where(Assessment.patient_id == facts.c.patient_id, *phq, *conditions)
-            .scalar_subquery()
-        )
 
-    # Baseline, three ways (analytics.md): the fortnight before S1; else the last before
-    # S1; with no completed session, the fortnight from the first PHQ-9.
+def _phq9_mean(facts: Subquery, *conditions: Any) -> Any:
+    return (
+        select(func.avg(Assessment.total))
+        .where(Assessment.patient_id == facts.c.patient_id, *LIVE_PHQ9, *conditions)
+        .scalar_subquery()
+    )
+
+
+def _phq9_baseline(db: Session, facts: Subquery) -> Any:
+    """Baseline, three ways (analytics.md): the fortnight before S1; else the last before
+    S1; with no completed session, the fortnight from the first PHQ-9."""
     last_before_s1 = (
         select(Assessment.total)
         .where(
-            Assessment.patient_id == facts.c.patient_id, *phq, Assessment.occurred_at < facts.c.s1
+            Assessment.patient_id == facts.c.patient_id,
+            *LIVE_PHQ9,
+            Assessment.occurred_at < facts.c.s1,
         )
         .order_by(Assessment.occurred_at.desc())
         .limit(1)
         .scalar_subquery()
     )
-    baseline = case(
+    return case(
         (
             facts.c.s1.is_not(None),
             func.coalesce(
-                phq_mean(
+                _phq9_mean(
+                    facts,
                     Assessment.occurred_at >= shifted(db, facts.c.s1, -14 * 86400),
                     Assessment.occurred_at < facts.c.s1,
                 ),
                 last_before_s1,
             ),
         ),
-        else_=phq_mean(
+        else_=_phq9_mean(
+            facts,
             Assessment.occurred_at >= facts.c.first_at,
             Assessment.occurred_at < shifted(db, facts.c.first_at, 14 * 86400),
         ),
     )
-    current = phq_mean(
+
+
+def _phq9_current(db: Session, facts: Subquery) -> Any:
+    """The mean of the PHQ-9s in the week up to and including the latest one."""
+    return _phq9_mean(
+        facts,
         Assessment.occurred_at > shifted(db, facts.c.latest_at, -7 * 86400),
         Assessment.occurred_at <= facts.c.latest_at,
     )
+
+
+def _needs_attention(facts: Subquery, now: datetime) -> Any:
+    """An open alert, or quiet for QUIET_DAYS after a session in the last RECENT_SESSION_DAYS."""
     quiet = or_(facts.c.last_at.is_(None), facts.c.last_at < now - timedelta(days=QUIET_DAYS))
     recent_session = facts.c.last_start >= now - timedelta(days=RECENT_SESSION_DAYS)
     needs_attention = or_(facts.c.open_alerts > 0, and_(quiet, recent_session))
-    rows = select(
-        facts.c.patient_id,
-        facts.c.display_name,
-        facts.c.timezone,
-        facts.c.linked_since,
-        facts.c.latest_phq9,
-        facts.c.latest_band,
-        facts.c.latest_date,
-        baseline.label("baseline"),
-        current.label("current"),
-        facts.c.completed,
-        facts.c.last_start,
-        facts.c.last_at,
-        facts.c.open_alerts,
-        case((needs_attention, literal(True)), else_=literal(False)).label("attention"),
-    ).subquery("rows")
-    return select(rows, (rows.c.current - rows.c.baseline).label("change"))
+    return case((needs_attention, literal(True)), else_=literal(False))
 
 
 def cohort_page(

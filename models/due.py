@@ -68,6 +68,23 @@ def due_items(
     """The patient's current and upcoming check-ins, earliest window first."""
     zone = ZoneInfo(patient.timezone)
     horizon = now + LOOKAHEAD
+    today_start, _ = local_day_bounds(now, zone)
+    items = _mood_check_ins(db=db, patient=patient, now=now, zone=zone, horizon=horizon)
+    phq9 = _next_phq9(last_questionnaire("phq9"), now, today_start, horizon)
+    if phq9 is not None:
+        items.append(phq9)
+    return sorted(items, key=lambda i: (i.window_start, i.kind))
+
+
+# (kind, instrument, window start, window end, session id)
+CheckInWindow = tuple[str, str, datetime, datetime, uuid.UUID | None]
+
+
+def _mood_windows(
+    *, db: Session, patient: User, now: datetime, zone: ZoneInfo, horizon: datetime
+) -> list[CheckInWindow]:
+    """The mood check-ins open now or before ``horizon``: today and tomorrow, and those
+    around the patient's sessions."""
     sessions = db.scalars(
         select(TreatmentSession).where(
             TreatmentSession.patient_id == patient.id,
@@ -76,8 +93,7 @@ def due_items(
             TreatmentSession.started_at <= horizon + PRE_WINDOW,
         )
     ).all()
-
-    wanted: list[tuple[str, str, datetime, datetime, uuid.UUID | None]] = []
+    wanted: list[CheckInWindow] = []
     today_start, today_end = local_day_bounds(now, zone)
     tomorrow_start, tomorrow_end = local_day_bounds(today_end, zone)
     wanted.append(("daily_mood", "mood", today_start, today_end, None))
@@ -90,8 +106,14 @@ def due_items(
                 (kind, "mood", s.started_at + a, s.started_at + b, s.id)
                 for kind, a, b in POST_WINDOWS
             )
-    wanted = [w for w in wanted if w[3] > now and w[2] <= horizon]
+    return [w for w in wanted if w[3] > now and w[2] <= horizon]
 
+
+def _mood_check_ins(
+    *, db: Session, patient: User, now: datetime, zone: ZoneInfo, horizon: datetime
+) -> list[DueItem]:
+    """The mood check-in windows, each marked done when an entry falls inside it."""
+    wanted = _mood_windows(db=db, patient=patient, now=now, zone=zone, horizon=horizon)
     # One query for every mood entry that could fill any window.
     earliest = min(w[2] for w in wanted)
     latest = max(w[3] for w in wanted)
@@ -103,23 +125,23 @@ def due_items(
             MoodEntry.occurred_at < latest,
         )
     ).all()
-    items = [
+    return [
         DueItem(kind, instrument, start, end, session_id, any(start <= t < end for t in logged))
         for kind, instrument, start, end, session_id in wanted
     ]
 
-    last_phq9 = last_questionnaire("phq9")
+
+def _next_phq9(
+    last_phq9: datetime | None, now: datetime, today_start: datetime, horizon: datetime
+) -> DueItem | None:
+    """The PHQ-9 due now (from today) when the last is PHQ9_INTERVAL old, else the next one
+    if it falls due before ``horizon``."""
     if last_phq9 is None or last_phq9 <= now - PHQ9_INTERVAL:
-        items.append(
-            DueItem("questionnaire", "phq9", today_start, today_start + PHQ9_WINDOW, None, False)
-        )
-    else:
-        next_start = last_phq9 + PHQ9_INTERVAL
-        if next_start <= horizon:
-            items.append(
-                DueItem("questionnaire", "phq9", next_start, next_start + PHQ9_WINDOW, None, False)
-            )
-    return sorted(items, key=lambda i: (i.window_start, i.kind))
+        return DueItem("questionnaire", "phq9", today_start, today_start + PHQ9_WINDOW, None, False)
+    next_start = last_phq9 + PHQ9_INTERVAL
+    if next_start <= horizon:
+        return DueItem("questionnaire", "phq9", next_start, next_start + PHQ9_WINDOW, None, False)
+    return None
 
 
 def last_questionnaire_at(*, db: Session, patient_id: uuid.UUID, code: str) -> datetime | None:

@@ -22,8 +22,6 @@ from models.care import CareLink, visible_link
 from models.errors import Conflict, NotFound, RuleViolation
 from models.organisations import MemberRole, Membership, clinician_organisations
 
-DEFAULT_DURATION = timedelta(hours=1)
-
 
 class EmergencyAccess(Base):
     """One break-glass opening of a patient's record."""

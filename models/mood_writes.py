@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -131,10 +131,41 @@ def create_entries(
     in with one multi-row INSERT. If a concurrent writer wins a race for one of the ids, the
     batch falls back to item-by-item inserts, each in its own savepoint.
     """
-    results: dict[int, BatchResult] = {}
-    fresh: list[tuple[int, MoodEntry]] = []
+    batch = _sort_batch(db=db, patient_id=patient_id, actor_id=actor_id, items=items)
+    if batch.fresh:
+        _store_fresh(
+            db=db,
+            patient_id=patient_id,
+            actor_id=actor_id,
+            fresh=batch.fresh,
+            results=batch.results,
+            rules=rules,
+        )
+    _answer_repeats(batch.results, batch.repeats)
+    return batch.results
+
+
+@dataclass
+class _SortedBatch:
+    """A batch sorted by what each item needs before anything is stored."""
+
+    # Answered already: invalid session links, replays and clashes with stored entries.
+    results: dict[int, BatchResult] = field(default_factory=dict)
+    # New entries, each id once: (index, entry).
+    fresh: list[tuple[int, MoodEntry]] = field(default_factory=list)
+    # Ids used again within the batch: (index, index of the first use, fingerprint).
+    repeats: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def _sort_batch(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    items: Sequence[tuple[int, Mapping[str, Any]]],
+) -> _SortedBatch:
+    batch = _SortedBatch()
     first_seen: dict[uuid.UUID, tuple[int, str]] = {}
-    repeats: list[tuple[int, int, str]] = []
     supplied = [data["id"] for _, data in items if data.get("id") is not None]
     stored = (
         {e.id: e for e in db.scalars(select(MoodEntry).where(MoodEntry.id.in_(supplied)))}
@@ -151,7 +182,9 @@ def create_entries(
                 occurred_at=data["occurred_at"],
             )
         except RuleViolation as invalid:
-            results[index] = BatchResult(index, 422, errors=invalid.errors, detail=invalid.detail)
+            batch.results[index] = BatchResult(
+                index, 422, errors=invalid.errors, detail=invalid.detail
+            )
             continue
         entry = _new_entry(
             patient_id=patient_id, actor_id=actor_id, data=data, idempotency_key=None
@@ -161,43 +194,58 @@ def create_entries(
         if entry.id in stored:
             try:
                 check_replay(stored[entry.id], patient_id=patient_id, digest=entry.fingerprint)
-                results[index] = BatchResult(index, 200, stored[entry.id])
+                batch.results[index] = BatchResult(index, 200, stored[entry.id])
             except Conflict as clash:
-                results[index] = BatchResult(index, 409, detail=clash.detail)
+                batch.results[index] = BatchResult(index, 409, detail=clash.detail)
         elif entry.id in first_seen:
-            repeats.append((index, first_seen[entry.id][0], entry.fingerprint))
+            batch.repeats.append((index, first_seen[entry.id][0], entry.fingerprint))
         else:
             first_seen[entry.id] = (index, entry.fingerprint)
-            fresh.append((index, entry))
+            batch.fresh.append((index, entry))
+    return batch
 
-    if fresh:
-        try:
-            with db.begin_nested():
-                last = take_change_numbers(db=db, patient_id=patient_id, count=len(fresh))
-                now = utcnow()
-                for offset, (_, entry) in enumerate(fresh):
-                    entry.change_seq = last - len(fresh) + 1 + offset
-                    entry.created_at = entry.updated_at = now
-                    entry.version = 1
-                db.execute(insert(MoodEntry), [_row(entry) for _, entry in fresh])
-            for index, entry in fresh:
-                results[index] = BatchResult(index, 201, entry)
-            _recheck(db=db, patient_id=patient_id, entries=[e for _, e in fresh], rules=rules)
-        except IntegrityError:
-            for index, entry in fresh:
-                try:
-                    stored_entry, created = create_entry(
-                        db=db,
-                        patient_id=patient_id,
-                        actor_id=actor_id,
-                        data=_data_of(entry),
-                        rules=rules,
-                    )
-                    results[index] = BatchResult(index, 201 if created else 200, stored_entry)
-                except Conflict as clash:
-                    results[index] = BatchResult(index, 409, detail=clash.detail)
 
-    # An id repeated within the batch: a replay of its first occurrence, or a clash.
+def _store_fresh(
+    *,
+    db: Session,
+    patient_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    fresh: list[tuple[int, MoodEntry]],
+    results: dict[int, BatchResult],
+    rules: RuleSet,
+) -> None:
+    """One multi-row INSERT, numbered in one step; item by item if an id was taken since."""
+    try:
+        with db.begin_nested():
+            last = take_change_numbers(db=db, patient_id=patient_id, count=len(fresh))
+            now = utcnow()
+            for offset, (_, entry) in enumerate(fresh):
+                entry.change_seq = last - len(fresh) + 1 + offset
+                entry.created_at = entry.updated_at = now
+                entry.version = 1
+            db.execute(insert(MoodEntry), [_row(entry) for _, entry in fresh])
+        for index, entry in fresh:
+            results[index] = BatchResult(index, 201, entry)
+        _recheck(db=db, patient_id=patient_id, entries=[e for _, e in fresh], rules=rules)
+    except IntegrityError:
+        for index, entry in fresh:
+            try:
+                stored_entry, created = create_entry(
+                    db=db,
+                    patient_id=patient_id,
+                    actor_id=actor_id,
+                    data=_data_of(entry),
+                    rules=rules,
+                )
+                results[index] = BatchResult(index, 201 if created else 200, stored_entry)
+            except Conflict as clash:
+                results[index] = BatchResult(index, 409, detail=clash.detail)
+
+
+def _answer_repeats(
+    results: dict[int, BatchResult], repeats: Sequence[tuple[int, int, str]]
+) -> None:
+    """An id repeated within the batch: a replay of its first occurrence, or a clash."""
     for index, first_index, digest in repeats:
         first = results[first_index]
         if first.entry is not None and first.entry.fingerprint == digest:
@@ -206,7 +254,6 @@ def create_entries(
             results[index] = BatchResult(
                 index, 409, detail="This id was already used with a different body."
             )
-    return results
 
 
 def _row(entry: MoodEntry) -> dict[str, Any]:

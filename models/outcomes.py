@@ -168,11 +168,6 @@ class RuleSet:
             return None
         return improvement >= points
 
-    def is_relapse_level(self, code: str, value: float) -> bool:
-        """At or above the instrument's relapse level (STAR*D: QIDS-SR16 >= 11)."""
-        level = self.relapse_min.get(code)
-        return level is not None and value >= level
-
 
 # Instruments whose totals the per-instrument rules may name, with their maximum total.
 INSTRUMENT_MAXIMA = {"phq9": 27, "gad7": 21, "qids_sr16": 27, "madrs": 60, "cadss": 92}

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response
 from flask_restx import Api
 
-from api.errors import handle_any
+from api.error_handler import handle_any
 
 API_PREFIX = "/api/v1"
 
