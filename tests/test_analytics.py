@@ -15,6 +15,7 @@ from models.analytics import (
     slope_per_week,
     summary,
 )
+from models.analytics.metrics import improvement_of
 from models.outcomes import RuleSet
 from tests import factories as f
 
@@ -299,3 +300,10 @@ def test_two_sessions_within_a_day_share_the_last_measurement_as_pre(db):
         e.session_id: (e.pre, e.pre_source) for e in effects(db=db, patient_id=p.id, metric="mood")
     }
     assert found == {first.id: (4.0, "last_24h"), second.id: (4.0, "last_24h")}
+
+
+def test_an_unchanged_down_metric_improves_by_zero_not_minus_zero() -> None:
+    # Negating an unchanged PHQ-9 (0.0) gives -0.0, which JSON would print as "-0.0".
+    assert str(improvement_of("phq9", 0.0)) == "0.0"
+    assert improvement_of("phq9", 2.0) == -2.0
+    assert str(improvement_of("mood", -0.0)) == "0.0"

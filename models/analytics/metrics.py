@@ -58,7 +58,9 @@ def improvement_of(metric: str, change: float | None) -> float | None:
     """Change signed so that positive is better."""
     if change is None:
         return None
-    return change if METRICS[metric] == "up" else -change
+    # `+ 0.0` turns the -0.0 that negating an unchanged score gives into 0.0: a report
+    # reading "improvement": -0.0 would make a reader look for a worsening that is not there.
+    return (change if METRICS[metric] == "up" else -change) + 0.0
 
 
 def is_better_or_equal_failure(metric: str, value: float, pre: float) -> bool:
