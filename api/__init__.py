@@ -56,6 +56,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     configure_logging(settings.log_level)
 
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    # A path with an empty segment (`sessions//observations`, an app's missing id) is a 404,
+    # not a redirect: werkzeug's slash-merging redirect raised inside flask-restx's error
+    # router for methods the merged path lacks, answering 500 HTML. Set before any route.
+    app.url_map.merge_slashes = False
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         RESTX_ERROR_404_HELP=False,

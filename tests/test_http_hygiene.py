@@ -30,6 +30,16 @@ def test_unknown_paths_are_problem_json(client):
     _is_problem(client.get("/api/v1/nope"), 404)
 
 
+@pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
+def test_an_empty_path_segment_is_404_not_a_redirect_or_500(client, method):
+    # An app that lost a session id sends `sessions//observations`; werkzeug used to
+    # redirect (GET) or fail inside flask-restx's error router (POST: 500 HTML).
+    patient = register_patient(client)
+    path = f"/api/v1/patients/{patient['id']}/sessions//observations"
+    response = getattr(client, method)(path, headers=auth(client, patient["email"]), json={})
+    _is_problem(response, 404)
+
+
 def test_method_not_allowed(client):
     response = client.delete("/api/v1/auth/login")
     _is_problem(response, 405)
