@@ -176,8 +176,18 @@ def _dev_key(instance_path: Path, name: str = "signing") -> dict[str, bytes]:
     instance_path.mkdir(parents=True, exist_ok=True)
     key_file = instance_path / f"{name}.key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(48))
-        key_file.chmod(0o600)
+        # Several workers may start at once: each writes its own candidate aside and
+        # links it into place, which fails if another got there first, so all of them
+        # read the one key that won and nobody reads a half-written file.
+        candidate = instance_path / f".{name}.{secrets.token_hex(8)}.tmp"
+        candidate.write_text(secrets.token_urlsafe(48))
+        candidate.chmod(0o600)
+        try:
+            os.link(candidate, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
     return {"dev": key_file.read_text().strip().encode()}
 
 

@@ -14,6 +14,7 @@ again for a new code.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import smtplib
@@ -111,7 +112,11 @@ class Mailer:
         if self._relay is None:
             self._outbox.mkdir(parents=True, exist_ok=True)
             path = self._outbox / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
-            path.write_bytes(bytes(message))
+            # Written aside and renamed in one step: a reader globbing *.eml (the
+            # developer, a test) never opens a half-written message.
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(bytes(message))
+            os.replace(partial, path)
             return
         send_message(self._relay, message, timeout=TIMEOUT_SECONDS)
 
