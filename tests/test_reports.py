@@ -167,8 +167,8 @@ def test_csv_has_a_header_and_one_row_per_measurement_in_time_order(client, care
         ["2026-03-01", "2026-03-02T07:30:00Z", "UTC-08:00", "mood", "4", "", ""],
         ["2026-03-01", "2026-03-02T07:30:00Z", "UTC-08:00", "anxiety", "6", "", ""],
         ["2026-03-01", "2026-03-02T07:30:00Z", "UTC-08:00", "sleep_hours", "6.5", "", ""],
-        # A pre check-in before S1 starts is not yet in S1's span.
-        ["2026-03-02", "2026-03-02T16:30:00Z", "UTC-08:00", "mood", "3", "", "pre"],
+        # A pre check-in belongs to the session it precedes, though S1 has not started.
+        ["2026-03-02", "2026-03-02T16:30:00Z", "UTC-08:00", "mood", "3", "1", "pre"],
         ["2026-03-02", "2026-03-02T20:00:00Z", "UTC-08:00", "mood", "7", "1", "post"],
         ["2026-03-02", "2026-03-02T20:00:00Z", "UTC-08:00", "energy", "6", "1", "post"],
         # The cancelled session on 3 March does not start a span.
@@ -186,6 +186,26 @@ def test_csv_has_a_header_and_one_row_per_measurement_in_time_order(client, care
         f"{care['base']}/report?format=csv&from=2026-03-02&to=2026-03-04", headers=care["ph"]
     )
     assert [r[0] for r in _csv(ranged)[1:]] == ["2026-03-02"] * 3 + ["2026-03-04"]
+
+
+def test_csv_pre_check_in_carries_the_number_of_the_session_it_precedes(client, db):
+    # Issue 14: a pre check-in between S1 and S2 read "1", as if it belonged to S1.
+    patient = register_patient(client)
+    ph = auth(client, patient["email"])
+    who = db.get(User, uuid.UUID(patient["id"]))
+    s1 = f.session(db, who, "2026-03-02T09:00:00+00:00")
+    s2 = f.session(db, who, "2026-03-09T09:00:00+00:00")
+    later = f.session(db, who, "2026-03-16T09:00:00+00:00", status="scheduled")
+    f.mood(db, who, "2026-03-02T12:00:00+00:00", 6, session_id=s1.id, phase="post")
+    f.mood(db, who, "2026-03-05T12:00:00+00:00", 5)  # in S1's span
+    f.mood(db, who, "2026-03-09T08:00:00+00:00", 3, session_id=s2.id, phase="pre")
+    f.mood(db, who, "2026-03-09T11:00:00+00:00", 7, session_id=s2.id, phase="post")
+    # Its session has no number yet (not completed): none, rather than the previous one's.
+    f.mood(db, who, "2026-03-16T08:00:00+00:00", 4, session_id=later.id, phase="pre")
+    db.commit()
+    response = client.get(f"/api/v1/patients/{patient['id']}/report?format=csv", headers=ph)
+    rows = [(r[5], r[6]) for r in _csv(response)[1:]]
+    assert rows == [("1", "post"), ("1", ""), ("2", "pre"), ("2", "post"), ("", "pre")]
 
 
 def test_csv_never_starts_a_cell_with_a_formula_character(client, care):

@@ -253,9 +253,11 @@ class Report(Resource):
         - **CSV** (`text/csv`, streamed): a header row, then one row per measurement ordered
           by `occurred_at`: `local_date`, `occurred_at` (UTC, RFC 3339), `utc_offset` (the
           offset the phone sent, written `UTC-08:00` so no spreadsheet reads it as a
-          formula), `metric`, `value`, `session_number` (the last completed session started
-          at or before the measurement, i.e. the session whose span holds it; empty before
-          the first) and `phase` (`pre`, `post` or empty). No cell starts with `=`, `+`,
+          formula), `metric`, `value`, `session_number` (for a check-in, the number of its
+          own session, so a pre check-in carries the session it precedes, empty if that
+          session is not completed; otherwise the last completed session started at or
+          before the measurement, the session whose span holds it; empty before the first)
+          and `phase` (`pre`, `post` or empty). No cell starts with `=`, `+`,
           `-` or `@` unless it is a number.
         - **FHIR** (`application/fhir+json`): an R4 Bundle of type `collection` with the
           Patient; per assessment a QuestionnaireResponse (item linkIds are LOINC item codes
