@@ -6,7 +6,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -134,7 +134,8 @@ def records_bundle(records: Records) -> dict[str, Any]:
     )
 
 
-def _csv_response(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+def csv_report(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+    """The report's measurements as a streamed CSV attachment."""
     factory = current_app.extensions["moodtrack"].session_factory
 
     def generate() -> Iterator[str]:
@@ -238,9 +239,13 @@ def fhir_report(pid: uuid.UUID, date_from: date | None, date_to: date | None) ->
     return fhir_response(records_bundle(records))
 
 
-# Each representation of the report, by its ``format`` name.
-REPRESENTATIONS = {"json": json_report, "csv": _csv_response, "fhir": fhir_report}
-REPRESENTATIONS["html"] = html_report
+# Each representation of the report, by its ``format`` name (FORMATS).
+REPRESENTATIONS: dict[str, Callable[[uuid.UUID, date | None, date | None], Response]] = {
+    "json": json_report,
+    "csv": csv_report,
+    "fhir": fhir_report,
+    "html": html_report,
+}
 # Every report operation answers only after the access check (404 for an outsider comes
 # before 422 for a bad date), with the same audited read of "report" (api.audit).
 REPORT_PROBLEMS = (401, 403, 404, 422, 503, 500)
@@ -252,6 +257,7 @@ FHIR_BUNDLE = {"$ref": "#/components/schemas/FhirBundle"}
 
 
 def _report_in(kind: str, patient_id: str) -> Response:
+    """The report in one representation, for a typed operation."""
     pid = resolve_patient_id(patient_id)
     date_from, date_to = date_range()
     return REPRESENTATIONS[kind](pid, date_from, date_to)
