@@ -57,6 +57,9 @@ NAMED_ACTIONS = {
     ): "emergency_access_reviewed",
 }
 API_PREFIX = "/api/v1"
+# Suffixes of the routes that give one representation of a resource (``/report.fhir.json``,
+# ``/me/export.fhir.json``); ``chart.svg`` is a resource of its own and keeps its name.
+REPRESENTATION_SUFFIXES = (".fhir.json", ".csv", ".html")
 VERB_SEGMENTS = frozenset({"acknowledge", "batch", "review", "redeliver", "rotate-secret"})
 # Path arguments that name an account: recorded by the account's pseudonym, never its id.
 ACCOUNT_ARGUMENTS = frozenset({"user_id"})
@@ -87,10 +90,16 @@ def note_actor(user: User) -> None:
 
 
 def _route() -> str | None:
+    """The API route, a typed representation (``/report.csv``) as its resource (``/report``):
+    the access log reads the same whichever form was fetched."""
     rule = request.url_rule.rule if request.url_rule is not None else None
     if rule is None or not rule.startswith(API_PREFIX):
         return None
-    return rule[len(API_PREFIX) :]
+    route = rule[len(API_PREFIX) :]
+    for suffix in REPRESENTATION_SUFFIXES:
+        if route.endswith(suffix):
+            return route.removesuffix(suffix)
+    return route
 
 
 def _resource(route: str) -> tuple[str, str | None, uuid.UUID | None]:

@@ -532,24 +532,31 @@ def measurement_rows(
 ) -> Iterator[MeasurementRow]:
     """Every measurement, oldest first, read from SQL in batches as the caller consumes them.
 
-    A row's session number is that of the last completed session started at or before it
-    (the session whose span contains it); None before the first.
+    A row's session number is that of the session it belongs to: for a check-in (``phase``
+    pre or post) its own session, so a pre check-in carries the number of the session it
+    precedes, not the previous one's (None when its session is not a completed one); for
+    any other measurement the last completed session started at or before it (the session
+    whose span contains it), None before the first.
     """
     course = completed_sessions(db=db, patient_id=patient_id)
     starts = [s.started_at for s in course]
+    numbers = {s.id: number for number, s in enumerate(course, start=1)}
     rows = _measurement_rows(patient_id, date_from, date_to).subquery()
     stmt = select(rows).order_by(rows.c.occurred_at, rows.c.metric_rank, rows.c.record_id)
     # yield_per streams (a server-side cursor on PostgreSQL): memory stays flat however long.
     result = db.execute(stmt.execution_options(yield_per=ROW_BATCH))
     for row in result:
-        index = bisect_right(starts, row.occurred_at)
+        if row.phase is not None:
+            number = numbers.get(row.session_id)
+        else:
+            number = bisect_right(starts, row.occurred_at) or None
         yield MeasurementRow(
             local_date=row.local_date,
             occurred_at=row.occurred_at,
             utc_offset_minutes=row.utc_offset_minutes,
             metric=ROW_METRICS[row.metric_rank],
             value=float(row.value),
-            session_number=index if index > 0 else None,
+            session_number=number,
             phase=row.phase,
         )
 

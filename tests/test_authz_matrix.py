@@ -332,6 +332,7 @@ TABLE: tuple[Row, ...] = (
     ),
     Row("GET", f"{API}/me/export", ANY_PATIENT),
     Row("GET", f"{API}/me/export", ANY_PATIENT, variant="fhir", query="format=fhir"),
+    Row("GET", f"{API}/me/export.fhir.json", ANY_PATIENT),
     # Staff accounts (admin).
     Row(
         "POST",
@@ -557,6 +558,9 @@ TABLE: tuple[Row, ...] = (
     Row("GET", f"{P}/report", READ, variant="csv", query="format=csv"),
     Row("GET", f"{P}/report", READ, variant="fhir", query="format=fhir"),
     Row("GET", f"{P}/report", READ, variant="html", query="format=html"),
+    Row("GET", f"{P}/report.csv", READ),
+    Row("GET", f"{P}/report.fhir.json", READ),
+    Row("GET", f"{P}/report.html", READ),
     Row("GET", f"{P}/chart.svg", READ, query="metric=mood"),
     # Emergency access: a clinician of the patient's organisation who is not linked; the linked
     # one sees the patient already (409); outside the organisation, as if there were no such

@@ -28,12 +28,13 @@ from models import (
     TreatmentSession,
     User,
 )
+from models.audit import AuditEvent
 from models.instruments import CATALOGUE, score
 from models.reports import CSV_HEADER, measurement_rows
 from models.sessions import Drug, Route
 from schemas.fhir import resource_counts
 from tests import factories as f
-from tests.conftest import auth, link, make_staff, register_patient
+from tests.conftest import auth, link, make_organisation, make_staff, register_patient
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -167,8 +168,8 @@ def test_csv_has_a_header_and_one_row_per_measurement_in_time_order(client, care
         ["2026-03-01", "2026-03-02T07:30:00Z", "UTC-08:00", "mood", "4", "", ""],
         ["2026-03-01", "2026-03-02T07:30:00Z", "UTC-08:00", "anxiety", "6", "", ""],
         ["2026-03-01", "2026-03-02T07:30:00Z", "UTC-08:00", "sleep_hours", "6.5", "", ""],
-        # A pre check-in before S1 starts is not yet in S1's span.
-        ["2026-03-02", "2026-03-02T16:30:00Z", "UTC-08:00", "mood", "3", "", "pre"],
+        # A pre check-in belongs to the session it precedes, though S1 has not started.
+        ["2026-03-02", "2026-03-02T16:30:00Z", "UTC-08:00", "mood", "3", "1", "pre"],
         ["2026-03-02", "2026-03-02T20:00:00Z", "UTC-08:00", "mood", "7", "1", "post"],
         ["2026-03-02", "2026-03-02T20:00:00Z", "UTC-08:00", "energy", "6", "1", "post"],
         # The cancelled session on 3 March does not start a span.
@@ -186,6 +187,26 @@ def test_csv_has_a_header_and_one_row_per_measurement_in_time_order(client, care
         f"{care['base']}/report?format=csv&from=2026-03-02&to=2026-03-04", headers=care["ph"]
     )
     assert [r[0] for r in _csv(ranged)[1:]] == ["2026-03-02"] * 3 + ["2026-03-04"]
+
+
+def test_csv_pre_check_in_carries_the_number_of_the_session_it_precedes(client, db):
+    # Issue 14: a pre check-in between S1 and S2 read "1", as if it belonged to S1.
+    patient = register_patient(client)
+    ph = auth(client, patient["email"])
+    who = db.get(User, uuid.UUID(patient["id"]))
+    s1 = f.session(db, who, "2026-03-02T09:00:00+00:00")
+    s2 = f.session(db, who, "2026-03-09T09:00:00+00:00")
+    later = f.session(db, who, "2026-03-16T09:00:00+00:00", status="scheduled")
+    f.mood(db, who, "2026-03-02T12:00:00+00:00", 6, session_id=s1.id, phase="post")
+    f.mood(db, who, "2026-03-05T12:00:00+00:00", 5)  # in S1's span
+    f.mood(db, who, "2026-03-09T08:00:00+00:00", 3, session_id=s2.id, phase="pre")
+    f.mood(db, who, "2026-03-09T11:00:00+00:00", 7, session_id=s2.id, phase="post")
+    # Its session has no number yet (not completed): none, rather than the previous one's.
+    f.mood(db, who, "2026-03-16T08:00:00+00:00", 4, session_id=later.id, phase="pre")
+    db.commit()
+    response = client.get(f"/api/v1/patients/{patient['id']}/report?format=csv", headers=ph)
+    rows = [(r[5], r[6]) for r in _csv(response)[1:]]
+    assert rows == [("1", "post"), ("1", ""), ("2", "pre"), ("2", "post"), ("", "pre")]
 
 
 def test_csv_never_starts_a_cell_with_a_formula_character(client, care):
@@ -499,3 +520,114 @@ def test_access_rules(app, client, care):
     assert client.get("/api/v1/me/export").status_code == 401
     assert client.get("/api/v1/me/export", headers=care["ch"]).status_code == 403
     assert client.get("/api/v1/me/export", headers=admin).status_code == 403
+
+
+# ---------------------------------------------------------------- typed representations
+
+# Each typed operation, the compatibility form it equals, and its one media type.
+TYPED = (
+    ("report.csv", "report?format=csv", "text/csv"),
+    ("report.fhir.json", "report?format=fhir", "application/fhir+json"),
+    ("report.html", "report?format=html", "text/html"),
+)
+
+
+def _same_body(media: str, response) -> object:
+    """The body, less what differs between two requests (the FHIR Bundle's own id)."""
+    if media == "application/fhir+json":
+        document = json.loads(response.get_data())
+        document.pop("id")
+        return document
+    return response.get_data(as_text=True)
+
+
+def _audited(db, response) -> list[tuple]:
+    rows = db.scalars(
+        select(AuditEvent).where(AuditEvent.request_id == response.headers["X-Request-ID"])
+    )
+    return [(e.action, e.resource_type, e.resource_id, e.outcome, e.actor_role) for e in rows]
+
+
+@pytest.mark.parametrize(("typed", "old", "media"), TYPED)
+def test_typed_report_operation_is_the_old_forms_body_and_audit(
+    client, care, db, monkeypatch, typed, old, media
+):
+    # One instant for both requests: the bodies say when they were generated.
+    instant = datetime.fromisoformat("2026-03-07T12:00:00+00:00")
+    monkeypatch.setattr("api.resources.reports.utcnow", lambda: instant)
+    for who in ("ch", "ph"):
+        new = client.get(f"{care['base']}/{typed}?from=2026-03-01", headers=care[who])
+        before = client.get(f"{care['base']}/{old}&from=2026-03-01", headers=care[who])
+        assert new.status_code == 200 and new.mimetype == media
+        assert new.headers["Cache-Control"] == "no-store"
+        assert _same_body(media, new) == _same_body(media, before)
+        assert _audited(db, new) == _audited(db, before)
+        role = {"ch": "clinician", "ph": "patient"}[who]
+        assert _audited(db, new) == [("read", "report", None, "success", role)]
+
+
+def test_typed_report_operations_give_their_content(client, care):
+    csv_form = client.get(f"{care['base']}/report.csv", headers=care["ch"])
+    assert _csv(csv_form)[0] == list(CSV_HEADER) and len(_csv(csv_form)) == 13
+    assert csv_form.headers["Content-Disposition"].startswith("attachment;")
+    fhir = client.get(f"{care['base']}/report.fhir.json", headers=care["ch"])
+    assert _validated(json.loads(fhir.get_data()))["Procedure"] == 2
+    page = client.get(f"{care['base']}/report.html", headers=care["ch"])
+    assert page.get_data(as_text=True).startswith("<!DOCTYPE html>")
+    assert "style-src" in page.headers["Content-Security-Policy"]
+    # The media type is the path's: an Accept header or format= does not change it.
+    asked = client.get(
+        f"{care['base']}/report.csv?format=json", headers={**care["ch"], "Accept": "text/html"}
+    )
+    assert asked.mimetype == "text/csv"
+    for typed, _old, _media in TYPED:
+        bad = client.get(
+            f"{care['base']}/{typed}?from=2026-03-05&to=2026-03-01", headers=care["ph"]
+        )
+        assert bad.status_code == 422 and bad.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(("typed", "old", "media"), TYPED)
+def test_typed_report_operation_access_rules(app, client, care, typed, old, media):
+    other_org = make_staff(app, organisation_id=make_organisation(app))
+    others = {
+        "other patient": auth(client, register_patient(client)["email"]),
+        "unlinked clinician": auth(client, make_staff(app)["email"]),
+        "clinician of another organisation": auth(client, other_org["email"]),
+    }
+    nowhere = f"/api/v1/patients/{uuid.uuid4()}/{typed}"
+    for name, headers in others.items():
+        hidden = client.get(f"{care['base']}/{typed}", headers=headers)
+        absent = client.get(nowhere, headers=headers)
+        assert hidden.status_code == 404 and hidden.mimetype == "application/problem+json", name
+        problems = [hidden.get_json(), absent.get_json()]
+        for problem in problems:
+            problem.pop("instance", None)
+        assert problems[0] == problems[1], name
+        assert client.get(f"{care['base']}/{old}", headers=headers).status_code == 404, name
+    admin = auth(client, make_staff(app, role=Role.admin)["email"])
+    assert client.get(f"{care['base']}/{typed}", headers=admin).status_code == 403
+    assert client.get(f"{care['base']}/{typed}").status_code == 401
+    assert client.get(f"/api/v1/patients/me/{typed}", headers=care["ph"]).status_code == 200
+    assert client.get(f"/api/v1/patients/me/{typed}", headers=care["ch"]).status_code == 404
+
+
+def test_typed_export_is_the_fhir_export(app, client, care, db):
+    new = client.get("/api/v1/me/export.fhir.json", headers=care["ph"])
+    before = client.get("/api/v1/me/export?format=fhir", headers=care["ph"])
+    assert new.status_code == 200 and new.mimetype == "application/fhir+json"
+    assert new.headers["Cache-Control"] == "no-store"
+    assert _validated(json.loads(new.get_data()))["Patient"] == 1
+    documents = [json.loads(r.get_data()) for r in (new, before)]
+    for document in documents:
+        del document["id"], document["timestamp"]
+    assert documents[0] == documents[1]
+    assert (
+        _audited(db, new)
+        == _audited(db, before)
+        == [("export", "export", None, "success", "patient")]
+    )
+    admin = auth(client, make_staff(app, role=Role.admin)["email"])
+    assert client.get("/api/v1/me/export.fhir.json", headers=care["ch"]).status_code == 403
+    assert client.get("/api/v1/me/export.fhir.json", headers=admin).status_code == 403
+    assert client.get("/api/v1/me/export.fhir.json").status_code == 401

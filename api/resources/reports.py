@@ -6,7 +6,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -14,7 +14,7 @@ from flask import Response, current_app, request, stream_with_context
 from flask_restx import Namespace, Resource
 
 from api.auth import current_principal, require_auth, resolve_patient_id
-from api.contract import Reply, operation
+from api.contract import API_HEADERS, Reply, operation
 from api.db import get_db, settings
 from api.errors import validation_error
 from api.http import encode_json, json_response
@@ -134,7 +134,8 @@ def records_bundle(records: Records) -> dict[str, Any]:
     )
 
 
-def _csv_response(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+def csv_report(patient_id: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+    """The report's measurements as a streamed CSV attachment."""
     factory = current_app.extensions["moodtrack"].session_factory
 
     def generate() -> Iterator[str]:
@@ -196,6 +197,72 @@ def html_response(page: str) -> Response:
     return response
 
 
+def _computed_report(
+    pid: uuid.UUID, date_from: date | None, date_to: date | None
+) -> tuple[dict[str, Any], ComputedReport]:
+    """The report as ReportOut dumps it, and the computed report it came from."""
+    db = get_db()
+    patient = get_patient(db=db, patient_id=pid)
+    found = report(
+        db=db,
+        patient=patient,
+        rules=settings().rules,
+        now=utcnow(),
+        date_from=date_from,
+        date_to=date_to,
+        include_alerts=current_principal().role == Role.clinician,
+    )
+    return report_document(patient, found, date_from, date_to), found
+
+
+def json_report(pid: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+    """The report as JSON (ReportOut)."""
+    document, _found = _computed_report(pid, date_from, date_to)
+    return json_response(document)
+
+
+def html_report(pid: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+    """The report as one printable HTML page, drawn from the same computed report."""
+    document, found = _computed_report(pid, date_from, date_to)
+    page = render_report_page(
+        document=document,
+        charts=found.charts,
+        crisis_text=settings().crisis_text,
+        crisis_resources=settings().crisis_resources,
+    )
+    return html_response(page)
+
+
+def fhir_report(pid: uuid.UUID, date_from: date | None, date_to: date | None) -> Response:
+    """The report as a FHIR R4 Bundle."""
+    records = fhir_records(db=get_db(), patient_id=pid, date_from=date_from, date_to=date_to)
+    return fhir_response(records_bundle(records))
+
+
+# Each representation of the report, by its ``format`` name (FORMATS).
+REPRESENTATIONS: dict[str, Callable[[uuid.UUID, date | None, date | None], Response]] = {
+    "json": json_report,
+    "csv": csv_report,
+    "fhir": fhir_report,
+    "html": html_report,
+}
+# Every report operation answers only after the access check (404 for an outsider comes
+# before 422 for a bad date), with the same audited read of "report" (api.audit).
+REPORT_PROBLEMS = (401, 403, 404, 422, 503, 500)
+REPORT_RANGE = ("GetReportFrom", "GetReportTo")
+# Text bodies as plain strings: a generated client returns the text as it came (a string
+# with format: binary would make openapi-python-client wrap text in BytesIO and fail).
+TEXT = {"type": "string"}
+FHIR_BUNDLE = {"$ref": "#/components/schemas/FhirBundle"}
+
+
+def _report_in(kind: str, patient_id: str) -> Response:
+    """The report in one representation, for a typed operation."""
+    pid = resolve_patient_id(patient_id)
+    date_from, date_to = date_range()
+    return REPRESENTATIONS[kind](pid, date_from, date_to)
+
+
 @ns.route("/<patient_id>/report")
 class Report(Resource):
     @require_auth(Role.patient, Role.clinician)
@@ -205,102 +272,152 @@ class Report(Resource):
         replies=[
             Reply(
                 200,
-                "The report in the chosen representation.",
+                "The report as JSON; in the compatibility forms, as `format` or `Accept` chose.",
                 schema=ReportOut,
                 more={
                     "text/csv": {"type": "string", "format": "binary"},
-                    "application/fhir+json": {"$ref": "#/components/schemas/FhirBundle"},
+                    FHIR_JSON: FHIR_BUNDLE,
                     "text/html": {"type": "string", "format": "binary"},
                 },
                 headers=("X-Request-ID", "Cache-Control", "Content-Security-Policy"),
             ),
         ],
-        problems=(401, 403, 404, 422, 503, 500),
-        parameters=("GetReportFrom", "GetReportTo", "GetReportFormat"),
+        problems=REPORT_PROBLEMS,
+        parameters=(*REPORT_RANGE, "GetReportFormat"),
     )
     def get(self, patient_id: str) -> Response:
-        """The clinician report (JSON, CSV, FHIR R4 or a printable HTML page)
+        """The clinician report as JSON
 
         The patient themself or a linked clinician (admin: 403; anyone else 404). Every
-        representation is a read of health data: audited, `Cache-Control: no-store`.
+        representation of the report is a read of health data: audited as a read of
+        `report`, `Cache-Control: no-store`.
 
-        The representation is chosen by `format` when given, else by the `Accept` header
-        (`text/csv`, `application/fhir+json`, `text/html`); anything else, `*/*` included,
-        gets JSON.
-        - **JSON** (`ReportOut`): the patient's id, display name and time zone; the course
-          summary exactly as `GET .../course` gives it (not limited by `from`/`to`); for
-          mood, anxiety, energy, sleep_hours, phq9, gad7 and qids_sr16 the days with data,
-          measurements, mean, slope per week and the trend summary over the range (as
-          `GET .../trends`); counts of the records in the range; the `period` the report
-          covers (`from`/`to` when given, else the first record's local date to the
-          patient's local today); every questionnaire in the range (date, instrument,
-          total, band, whether the self-harm item was positive); mood adherence over the
-          last 14 local days; `open_alerts` (unacknowledged; null when the patient asks:
-          alerts are the care team's); the `charts` the page draws (PHQ-9 over the period,
-          mood over its last 84 days: each point with its local date, value, the number of
-          measurements behind it and, on a session's local date, whether it is before the
-          session's start or from it on; the gaps no line crosses, the sessions, the
-          baseline and the latest point); and the `definitions` the figures follow (rule-set
-          version, windows, cut-offs, the charts' join limits).
-        - **HTML** (`text/html`): one self-contained page a clinician reads or prints
-          (headline, the PHQ-9 and mood charts with session markers, the session table, the
-          questionnaire table, adherence, definitions, the safety line), drawn from the same
-          computed report as the JSON: each figure on it is marked up with the JSON pointer
-          it came from (`<data value="12.5" data-key="/course/phq9/current">`). Inline CSS
-          and SVG only: no script, no external request, and a `Content-Security-Policy`
-          that allows nothing else. A print stylesheet gives A4 or Letter pages with table
-          headers repeated and no row cut across pages.
-        - **CSV** (`text/csv`, streamed): a header row, then one row per measurement ordered
-          by `occurred_at`: `local_date`, `occurred_at` (UTC, RFC 3339), `utc_offset` (the
-          offset the phone sent, written `UTC-08:00` so no spreadsheet reads it as a
-          formula), `metric`, `value`, `session_number` (the last completed session started
-          at or before the measurement, i.e. the session whose span holds it; empty before
-          the first) and `phase` (`pre`, `post` or empty). No cell starts with `=`, `+`,
-          `-` or `@` unless it is a number.
-        - **FHIR** (`application/fhir+json`): an R4 Bundle of type `collection` with the
-          Patient; per assessment a QuestionnaireResponse (item linkIds are LOINC item codes
-          where verified: PHQ-9 items and difficulty item; answers of PHQ-9 and GAD-7 items
-          as LOINC answer codes with their score as `ordinalValue`) and an Observation of the
-          total (category `survey`; LOINC 44261-6 PHQ-9, 70274-6 GAD-7, otherwise
-          `urn:moodtrack:instrument|<code>`; `derivedFrom` the QuestionnaireResponse); an
-          Observation per mood-entry value (`urn:moodtrack:metric|mood`, `anxiety`, `energy`,
-          `sleep_hours`, the last in UCUM hours); and a Procedure per completed session (the
-          drug as code text; esketamine with RxNorm 2201623 in `usedCode`). Intra-bundle
-          references are `urn:uuid:` full URLs.
+        `ReportOut`: the patient's id, display name and time zone; the course summary
+        exactly as `GET .../course` gives it (not limited by `from`/`to`); for mood,
+        anxiety, energy, sleep_hours, phq9, gad7 and qids_sr16 the days with data,
+        measurements, mean, slope per week and the trend summary over the range (as
+        `GET .../trends`); counts of the records in the range; the `period` the report
+        covers (`from`/`to` when given, else the first record's local date to the patient's
+        local today); every questionnaire in the range (date, instrument, total, band,
+        whether the self-harm item was positive); mood adherence over the last 14 local
+        days; `open_alerts` (unacknowledged; null when the patient asks: alerts are the care
+        team's); the `charts` the page draws (PHQ-9 over the period, mood over its last 84
+        days: each point with its local date, value, the number of measurements behind it
+        and, on a session's local date, whether it is before the session's start or from it
+        on; the gaps no line crosses, the sessions, the baseline and the latest point); and
+        the `definitions` the figures follow (rule-set version, windows, cut-offs, the
+        charts' join limits).
 
-        `from`/`to` (local dates, inclusive) bound the measurements, counts and FHIR
-        resources (sessions by the local date they started). A bad date, `from` after `to`
-        or an unknown `format`: 422.
+        The other representations have operations of their own, each with one media type:
+        `.../report.csv` (getReportCsv), `.../report.fhir.json` (getReportFhir) and
+        `.../report.html` (getReportHtml); a generated client calls those. Compatibility:
+        this path still gives them when `format` (`csv`, `fhir`, `html`, `json`) asks, else
+        when the `Accept` header prefers `text/csv`, `application/fhir+json` or `text/html`
+        (anything else, `*/*` included, gets JSON), with the same bodies as those
+        operations. They stay declared in this 200 because the contract describes every
+        answer the server gives (the test client validates each one); a generator reads
+        `application/json`, listed first, as this operation's type.
+
+        `from`/`to` (local dates, inclusive) bound the measurements and counts. A bad date,
+        `from` after `to` or an unknown `format`: 422.
         """
         pid = resolve_patient_id(patient_id)
         date_from, date_to = date_range()
-        kind = report_format()
-        db = get_db()
-        if kind == "csv":
-            return _csv_response(pid, date_from, date_to)
-        if kind == "fhir":
-            records = fhir_records(db=db, patient_id=pid, date_from=date_from, date_to=date_to)
-            return fhir_response(records_bundle(records))
-        patient = get_patient(db=db, patient_id=pid)
-        found = report(
-            db=db,
-            patient=patient,
-            rules=settings().rules,
-            now=utcnow(),
-            date_from=date_from,
-            date_to=date_to,
-            include_alerts=current_principal().role == Role.clinician,
-        )
-        document = report_document(patient, found, date_from, date_to)
-        if kind == "json":
-            return json_response(document)
-        page = render_report_page(
-            document=document,
-            charts=found.charts,
-            crisis_text=settings().crisis_text,
-            crisis_resources=settings().crisis_resources,
-        )
-        return html_response(page)
+        return REPRESENTATIONS[report_format()](pid, date_from, date_to)
+
+
+@ns.route("/<patient_id>/report.csv")
+class ReportCsv(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getReportCsv",
+        tag="trends",
+        replies=[
+            Reply(200, "The report's measurements as CSV.", media=CSV_TYPE, body=TEXT),
+        ],
+        problems=REPORT_PROBLEMS,
+        parameters=REPORT_RANGE,
+    )
+    def get(self, patient_id: str) -> Response:
+        """The report's measurements as CSV
+
+        Access, audit and `from`/`to` as for `GET .../report`; the body is the one
+        `.../report?format=csv` gives. Streamed, as an attachment: a header row, then one row
+        per measurement ordered by `occurred_at`: `local_date`, `occurred_at` (UTC, RFC
+        3339), `utc_offset` (the offset the phone sent, written `UTC-08:00` so no
+        spreadsheet reads it as a formula), `metric`, `value`, `session_number` (for a
+        check-in, the number of its own session, so a pre check-in carries the session it
+        precedes, empty if that session is not completed; otherwise the last completed
+        session started at or before the measurement, the session whose span holds it;
+        empty before the first) and `phase` (`pre`, `post` or empty). No cell starts with
+        `=`, `+`, `-` or `@` unless it is a number.
+        """
+        return _report_in("csv", patient_id)
+
+
+@ns.route("/<patient_id>/report.fhir.json")
+class ReportFhir(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getReportFhir",
+        tag="trends",
+        replies=[
+            Reply(200, "The report as a FHIR R4 Bundle.", media=FHIR_JSON, body=FHIR_BUNDLE),
+        ],
+        problems=REPORT_PROBLEMS,
+        parameters=REPORT_RANGE,
+    )
+    def get(self, patient_id: str) -> Response:
+        """The report as a FHIR R4 Bundle
+
+        Access, audit and `from`/`to` as for `GET .../report` (sessions by the local date
+        they started); the body is the one `.../report?format=fhir` gives. An R4 Bundle of
+        type `collection` with the Patient; per assessment a QuestionnaireResponse (item
+        linkIds are LOINC item codes where verified: PHQ-9 items and difficulty item;
+        answers of PHQ-9 and GAD-7 items as LOINC answer codes with their score as
+        `ordinalValue`) and an Observation of the total (category `survey`; LOINC 44261-6
+        PHQ-9, 70274-6 GAD-7, otherwise `urn:moodtrack:instrument|<code>`; `derivedFrom`
+        the QuestionnaireResponse); an Observation per mood-entry value
+        (`urn:moodtrack:metric|mood`, `anxiety`, `energy`, `sleep_hours`, the last in UCUM
+        hours); and a Procedure per completed session (the drug as code text; esketamine
+        with RxNorm 2201623 in `usedCode`). Intra-bundle references are `urn:uuid:` full
+        URLs.
+        """
+        return _report_in("fhir", patient_id)
+
+
+@ns.route("/<patient_id>/report.html")
+class ReportHtml(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="getReportHtml",
+        tag="trends",
+        replies=[
+            Reply(
+                200,
+                "The report as one printable HTML page.",
+                media=HTML_MEDIA_TYPE,
+                body=TEXT,
+                headers=(*API_HEADERS, "Content-Security-Policy"),
+            ),
+        ],
+        problems=REPORT_PROBLEMS,
+        parameters=REPORT_RANGE,
+    )
+    def get(self, patient_id: str) -> Response:
+        """The report as one printable HTML page
+
+        Access, audit and `from`/`to` as for `GET .../report`; the body is the one
+        `.../report?format=html` gives. One self-contained page a clinician reads or prints
+        (headline, the PHQ-9 and mood charts with session markers, the session table, the
+        questionnaire table, adherence, definitions, the safety line), drawn from the same
+        computed report as the JSON: each figure on it is marked up with the JSON pointer it
+        came from (`<data value="12.5" data-key="/course/phq9/current">`). Inline CSS and SVG
+        only: no script, no external request, and a `Content-Security-Policy` that allows
+        nothing else. A print stylesheet gives A4 or Letter pages with table headers
+        repeated and no row cut across pages.
+        """
+        return _report_in("html", patient_id)
 
 
 @ns.route("/<patient_id>/chart.svg")
@@ -456,9 +573,9 @@ class Export(Resource):
         replies=[
             Reply(
                 200,
-                "The export.",
+                "The export as JSON; with `format=fhir` (compatibility), as a FHIR R4 Bundle.",
                 schema=ExportOut,
-                more={"application/fhir+json": {"$ref": "#/components/schemas/FhirBundle"}},
+                more={FHIR_JSON: FHIR_BUNDLE},
             ),
         ],
         problems=(401, 403, 422, 503, 500),
@@ -467,17 +584,49 @@ class Export(Resource):
     def get(self) -> Response:
         """Every record of the calling patient
 
-        Patients only (clinicians and admins: 403). JSON (`ExportOut`): the profile, every
-        live mood entry with the earlier versions of those entries, live assessments, live
-        sessions of any status with their observations, the patient's alerts and care links
-        (live and ended), and a count of each. Deleted records are not included.
-        `format=fhir` gives the same FHIR R4 Bundle as the report's FHIR form, over the
-        whole record (observations, alerts and care links are in the JSON form only).
+        Patients only (clinicians and admins: 403); audited as an `export`. JSON
+        (`ExportOut`): the profile, every live mood entry with the earlier versions of those
+        entries, live assessments, live sessions of any status with their observations, the
+        patient's alerts and care links (live and ended), and a count of each. Deleted
+        records are not included.
+
+        The FHIR form has an operation of its own with one media type, `GET
+        /me/export.fhir.json` (exportMeFhir), which a generated client calls. Compatibility:
+        `format=fhir` here still gives the same Bundle, and stays declared in this 200
+        because the contract describes every answer the server gives; a generator reads
+        `application/json`, listed first, as this operation's type.
         """
         asked = request.args.get("format", "json")
         if asked not in ("json", "fhir"):
             raise validation_error({"format": ["Must be json or fhir."]})
-        records = export_records(db=get_db(), patient_id=current_principal().user.id)
         if asked == "fhir":
-            return fhir_response(records_bundle(records))
+            return _export_fhir()
+        records = export_records(db=get_db(), patient_id=current_principal().user.id)
         return json_response(_export_out.dump(_export_body(records)))
+
+
+def _export_fhir() -> Response:
+    records = export_records(db=get_db(), patient_id=current_principal().user.id)
+    return fhir_response(records_bundle(records))
+
+
+@export_ns.route("/export.fhir.json")
+class ExportFhir(Resource):
+    @require_auth(Role.patient)
+    @operation(
+        operation_id="exportMeFhir",
+        tag="me",
+        replies=[
+            Reply(200, "The export as a FHIR R4 Bundle.", media=FHIR_JSON, body=FHIR_BUNDLE),
+        ],
+        problems=(401, 403, 503, 500),
+    )
+    def get(self) -> Response:
+        """Every record of the calling patient as a FHIR R4 Bundle
+
+        Patients only (clinicians and admins: 403); audited as an `export`, as `GET
+        /me/export` is. The same Bundle as the report's FHIR form (getReportFhir), over the
+        whole record; the body is the one `/me/export?format=fhir` gives. Observations,
+        alerts and care links are in the JSON export only.
+        """
+        return _export_fhir()
