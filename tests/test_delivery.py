@@ -236,7 +236,7 @@ def test_a_receiver_that_times_out_or_is_down_gets_it_later(client, db, world, r
     assert db.scalars(webhook_errors).all() == ["timeout"]
     port = receiver.port
     receiver.stop()  # down for a while
-    world["worker"].drain(now + timedelta(seconds=7))
+    world["worker"].drain(now + timedelta(seconds=10))  # the first retry: 5 s after the attempt
     assert db.scalars(webhook_errors).all() == ["timeout", "ConnectError"]
     back = Receiver(secrets=[hook["secret"]], port=port).start()
     try:
