@@ -131,7 +131,7 @@ def _entries(
     action = NAMED_ACTIONS.get((request.method, route), ACTIONS.get(request.method, "other"))
     resource_type, resource_id, resource_user = _resource(route)
     principal = g.get("principal")
-    actor = principal.user if principal is not None else g.get("audit_actor")
+    actor = principal if principal is not None else g.get("audit_actor")
     common = {
         "action": action,
         "resource_type": resource_type,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
+from sqlalchemy import Row
 
 from api.audit import note_emergency, note_patients
 from api.db import get_db, settings
@@ -28,13 +29,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Principal:
     """The authenticated caller of this request."""
 
-    user: User
+    # The caller's profile as the token check read it (models.accounts.PROFILE_COLUMNS).
+    account: Row[Any]
     claims: AccessClaims
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The caller's user id."""
+        return self.account.id
 
     @property
     def role(self) -> Role:
         """The caller's role."""
-        return self.user.role
+        return self.account.role
+
+    @property
+    def user(self) -> User:
+        """The caller's ``User``, loaded on first use: only views that change the account
+        need more than ``id``, ``role`` and the profile (the session keeps it after that)."""
+        user = get_db().get(User, self.account.id)
+        if user is None:  # erased between the token check and now
+            raise unauthorized()
+        return user
 
 
 def _bearer_token() -> str:
@@ -66,12 +82,12 @@ def authenticate_request() -> Principal:
         claims = verified_claims(_bearer_token())
     except TokenRejected:
         raise unauthorized() from None
-    user = load_principal(
+    account = load_principal(
         db=get_db(), user_id=claims.user_id, family_id=claims.family_id, jti=claims.jti
     )
-    if user is None:
+    if account is None:
         raise unauthorized()
-    g.principal = Principal(user=user, claims=claims)
+    g.principal = Principal(account=account, claims=claims)
     return g.principal
 
 
@@ -83,7 +99,7 @@ def enrolment_required(principal: Principal) -> bool:
     if principal.role not in STAFF_ROLES or not settings().require_staff_2fa:
         return False
     if "has_second_factor" not in g:
-        g.has_second_factor = has_second_factor(db=get_db(), user_id=principal.user.id)
+        g.has_second_factor = has_second_factor(db=get_db(), user_id=principal.id)
     return not g.has_second_factor
 
 
@@ -126,10 +142,10 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
     if raw == "me":
         if principal.role != Role.patient:
             raise not_found()
-        note_patients([principal.user.id])
-        return principal.user.id
+        note_patients([principal.id])
+        return principal.id
     patient_id = path_id(raw)
-    access = patient_access(db=get_db(), viewer=principal.user, patient_id=patient_id, now=utcnow())
+    access = patient_access(db=get_db(), viewer=principal, patient_id=patient_id, now=utcnow())
     if access is None:
         raise not_found()
     if access == Access.emergency:
@@ -141,7 +157,7 @@ def resolve_patient_id(raw: str) -> uuid.UUID:
 def resolve_patient_for_write(raw: str) -> uuid.UUID:
     """Like ``resolve_patient_id``, but only the patient themself may write (else 403)."""
     patient_id = resolve_patient_id(raw)
-    if current_principal().user.id != patient_id:
+    if current_principal().id != patient_id:
         raise ApiError(403, "Only the patient records this data.", slug="forbidden")
     return patient_id
 
@@ -153,7 +169,7 @@ def organisation_as_admin(raw: str) -> Organisation:
     organisation_id = path_id(raw)
     db = get_db()
     membership = db.scalars(
-        active_membership(user_id=principal.user.id, organisation_id=organisation_id)
+        active_membership(user_id=principal.id, organisation_id=organisation_id)
     ).one_or_none()
     organisation = db.get(Organisation, organisation_id) if membership is not None else None
     if membership is None or organisation is None:

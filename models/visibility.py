@@ -6,13 +6,23 @@ import enum
 import functools
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, bindparam, exists, select
 
-from models.accounts import Role, User
+from models.accounts import Role
 from models.care import CareLink, visible_link
 from models.emergency import live_emergency_access
+
+
+class Viewer(Protocol):
+    """Who looks: a ``User``, or a request's principal (its id and role)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def role(self) -> Role: ...
 
 
 class Access(enum.StrEnum):
@@ -23,7 +33,9 @@ class Access(enum.StrEnum):
     emergency = "emergency"
 
 
-def patient_access(*, db: Any, viewer: User, patient_id: uuid.UUID, now: datetime) -> Access | None:
+def patient_access(
+    *, db: Any, viewer: Viewer, patient_id: uuid.UUID, now: datetime
+) -> Access | None:
     """A patient sees themself; a clinician the patients linked to them in an organisation where
     they are an active clinician, or, failing that, one they hold a running emergency access
     to. None for everyone else (the operator included)."""

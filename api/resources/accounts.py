@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Response, current_app
 from flask_restx import Namespace, Resource
+from sqlalchemy import Row
 
 from api.audit import note_actor
 from api.auth import STAFF_ROLES, current_principal, require_auth
@@ -61,8 +62,8 @@ def _services() -> Any:
     return current_app.extensions["moodtrack"]
 
 
-def user_view(user: User) -> dict[str, Any]:
-    """A user as UserOut renders it."""
+def user_view(user: User | Row[Any]) -> dict[str, Any]:
+    """A user (or a principal's profile row) as UserOut renders it."""
     return _user_out.dump(
         {
             "id": user.id,
@@ -340,8 +341,9 @@ class Me(Resource):
 
         The caller's own account, with its ETag for a later PATCH.
         """
-        user = current_principal().user
-        return json_response(user_view(user), etag=user.etag)
+        # The profile the token check already read: no second query.
+        account = current_principal().account
+        return json_response(user_view(account), etag=f'"{account.version}"')
 
     @require_auth()
     @operation(

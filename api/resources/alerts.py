@@ -59,7 +59,7 @@ def _status() -> str:
 
 def _page(patient_id: uuid.UUID | None) -> Response:
     stmt = alerts_for_clinician(
-        clinician_id=current_principal().user.id, status=_status(), patient_id=patient_id
+        clinician_id=current_principal().id, status=_status(), patient_id=patient_id
     )
     rows, next_cursor = keyset_page(
         get_db(),
@@ -142,7 +142,7 @@ class AlertItem(Resource):
         the escalation time (`MOODTRACK_ESCALATION_MINUTES`).
         """
         alert, name = get_alert_for_clinician(
-            db=get_db(), clinician_id=current_principal().user.id, alert_id=path_id(alert_id)
+            db=get_db(), clinician_id=current_principal().id, alert_id=path_id(alert_id)
         )
         note_patients([alert.patient_id])
         return json_response(_item_out.dump(_alert_view(alert, name)))
@@ -176,7 +176,7 @@ class AlertAcknowledge(Resource):
         db = get_db()
         alert, name = acknowledge_alert(
             db=db,
-            clinician_id=current_principal().user.id,
+            clinician_id=current_principal().id,
             alert_id=parsed,
             note=data["note"],
             now=utcnow(),

@@ -125,7 +125,7 @@ class MoodEntries(Resource):
         entry, created = create_entry(
             db=db,
             patient_id=pid,
-            actor_id=current_principal().user.id,
+            actor_id=current_principal().id,
             data=data,
             rules=settings().rules,
             idempotency_key=key,
@@ -278,7 +278,7 @@ class MoodEntryBatch(Resource):
         outcomes = create_entries(
             db=db,
             patient_id=pid,
-            actor_id=current_principal().user.id,
+            actor_id=current_principal().id,
             items=valid,
             rules=settings().rules,
         )
@@ -382,7 +382,7 @@ class MoodEntryItem(Resource):
         update_entry(
             db=db,
             entry=entry,
-            actor_id=current_principal().user.id,
+            actor_id=current_principal().id,
             changes=changes,
             rules=settings().rules,
         )
@@ -411,7 +411,7 @@ class MoodEntryItem(Resource):
         entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
         require_if_match(entry.etag)
         delete_entry(
-            db=db, entry=entry, actor_id=current_principal().user.id, rules=settings().rules
+            db=db, entry=entry, actor_id=current_principal().id, rules=settings().rules
         )
         db.commit()
         return empty_response()

@@ -388,7 +388,7 @@ class MemberItem(Resource):
             db=db,
             organisation_id=organisation.id,
             clinician_id=user.id,
-            ended_by_id=current_principal().user.id,
+            ended_by_id=current_principal().id,
             now=utcnow(),
         )
         db.commit()

@@ -37,7 +37,7 @@ def _organisation_filter() -> uuid.UUID | None:
     except ValueError:
         raise validation_error({"organisation_id": ["Must be a UUID."]}) from None
     if organisation_id not in clinician_organisations(
-        db=get_db(), user_id=current_principal().user.id
+        db=get_db(), user_id=current_principal().id
     ):
         raise validation_error(
             {"organisation_id": ["Not an organisation where you work as a clinician."]}
@@ -99,7 +99,7 @@ class Patients(Resource):
             offset = cursor[0]
         rows, more = cohort_page(
             db=get_db(),
-            clinician_id=current_principal().user.id,
+            clinician_id=current_principal().id,
             now=utcnow(),
             rules=settings().rules,
             sort=sort,
@@ -147,7 +147,7 @@ class PatientItem(Resource):
         if principal.role == Role.clinician:
             since = db.scalar(
                 select(CareLink.created_at).where(
-                    CareLink.patient_id == patient.id, visible_link(principal.user.id)
+                    CareLink.patient_id == patient.id, visible_link(principal.id)
                 )
             )
         body = _patient_out.dump(

@@ -601,12 +601,12 @@ class Export(Resource):
             raise validation_error({"format": ["Must be json or fhir."]})
         if asked == "fhir":
             return _export_fhir()
-        records = export_records(db=get_db(), patient_id=current_principal().user.id)
+        records = export_records(db=get_db(), patient_id=current_principal().id)
         return json_response(_export_out.dump(_export_body(records)))
 
 
 def _export_fhir() -> Response:
-    records = export_records(db=get_db(), patient_id=current_principal().user.id)
+    records = export_records(db=get_db(), patient_id=current_principal().id)
     return fhir_response(records_bundle(records))
 
 

@@ -168,7 +168,7 @@ class Sessions(Resource):
         session, created = create_session(
             db=db,
             patient_id=pid,
-            actor_id=current_principal().user.id,
+            actor_id=current_principal().id,
             data=data,
             rules=settings().rules,
             idempotency_key=key,
@@ -372,7 +372,7 @@ class Observations(Resource):
         observation, created = add_observation(
             db=db,
             session=session,
-            actor_id=current_principal().user.id,
+            actor_id=current_principal().id,
             data=data,
             idempotency_key=key,
         )

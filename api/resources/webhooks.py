@@ -114,7 +114,7 @@ def _managed() -> list[uuid.UUID] | None:
     principal = current_principal()
     if principal.role == Role.admin:
         return None
-    organisations = administered_organisations(db=get_db(), user_id=principal.user.id)
+    organisations = administered_organisations(db=get_db(), user_id=principal.id)
     if not organisations:
         raise ApiError(403, "Only operators and org admins manage webhooks.", slug="forbidden")
     return organisations
@@ -184,7 +184,7 @@ class Webhooks(Resource):
         db = get_db()
         hook = create_webhook(
             db=db,
-            creator_id=current_principal().user.id,
+            creator_id=current_principal().id,
             organisation_id=owner,
             data=data,
             now=utcnow(),
