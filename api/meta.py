@@ -108,7 +108,7 @@ def readyz() -> Response:
 def openapi_yaml() -> Response:
     """This contract
 
-    The hand-written OpenAPI 3.0.3 document, as YAML.
+    The OpenAPI 3.0.3 document generated from the code (`moodtrack openapi`), as YAML.
     """
     return current_app.response_class(openapi_text(), mimetype="application/yaml")
 

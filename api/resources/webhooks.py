@@ -89,7 +89,13 @@ EVENT_CALLBACK = {
                     "required": True,
                     "content": {"application/json": {"schema": WebhookEvent}},
                 },
-                "responses": {"200": {"description": "Received; any 2xx counts as delivered."}},
+                "responses": {
+                    "200": {"description": "Received; any 2xx counts as delivered."},
+                    "4XX": {
+                        "description": "Refused (e.g. a signature that does not verify): like "
+                        "any answer but 2xx, a failed attempt, retried on the schedule."
+                    },
+                },
             }
         }
     }
