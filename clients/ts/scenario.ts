@@ -335,7 +335,7 @@ async function phoneExportAndErase(ana: Api, token: string, anaId: string): Prom
     "and the self_harm alert her PHQ-9 raised",
   );
   const fhir = expect(
-    await fhirApi(token).GET("/api/v1/me/export", { params: { query: { format: "fhir" } } }),
+    await fhirApi(token).GET("/api/v1/me/export.fhir.json"),
     200,
     "export (FHIR)",
   );
@@ -554,22 +554,26 @@ async function clinicianViews(dr: Api, token: string, anaId: string): Promise<vo
     "the report's figures",
     report.counts,
   );
-  const csv = await dr.GET("/api/v1/patients/{patient_id}/report", {
+  const csv = await dr.GET("/api/v1/patients/{patient_id}/report.csv", {
     params: patient,
-    headers: { Accept: "text/csv" },
     parseAs: "text",
   });
   const text = expect(csv, 200, "report (CSV)");
   check(csv.response.headers.get("Content-Type")?.startsWith("text/csv") === true, "a CSV body");
   check(text.split("\n").length > 2, "CSV rows");
   const bundle = expect(
-    await fhirApi(token).GET("/api/v1/patients/{patient_id}/report", {
-      params: { path: { patient_id: anaId }, query: { format: "fhir" } },
-    }),
+    await fhirApi(token).GET("/api/v1/patients/{patient_id}/report.fhir.json", { params: patient }),
     200,
     "report (FHIR)",
   );
   check(bundle.resourceType === "Bundle" && bundle.type === "collection", "a FHIR collection");
+  const page = await dr.GET("/api/v1/patients/{patient_id}/report.html", {
+    params: patient,
+    parseAs: "text",
+  });
+  const html = expect(page, 200, "report (HTML page)");
+  check(html.includes("<html") && html.includes("Ana"), "a page about Ana");
+  check(page.response.headers.get("Content-Security-Policy") !== null, "with its CSP");
   const chart = expect(
     await dr.GET("/api/v1/patients/{patient_id}/chart.svg", {
       params: { path: { patient_id: anaId }, query: { metric: "phq9" } },
