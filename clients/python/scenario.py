@@ -310,7 +310,8 @@ def clinic_day(
         session_id=session.id,
         phase=MoodEntryInPhase.PRE,
     )
-    ok(create_mood_entry.sync_detailed("me", client=phone, body=pre), 201, "pre check-in")
+    checked_in = ok(create_mood_entry.sync_detailed("me", client=phone, body=pre), 201, "pre")
+    check(checked_in.session_id == session.id and checked_in.phase == "pre", "a pre check-in")
     for minutes in (-10, 40, 120):
         vitals = ObservationIn(
             observed_at=start + dt.timedelta(minutes=minutes),
@@ -339,11 +340,14 @@ def clinic_day(
         session_id=session.id,
         phase=MoodEntryInPhase.POST,
     )
-    ok(create_mood_entry.sync_detailed("me", client=phone, body=post), 201, "post check-in")
+    after = ok(create_mood_entry.sync_detailed("me", client=phone, body=post), 201, "post")
+    check(after.session_id == session.id and after.phase == "post", "a post check-in")
     effect = ok(
         get_session_effect.sync_detailed(ana_id, session.id, client=dr), 200, "session effect"
     )
     check(effect.pre == 3 and effect.session_id == session.id, "pre mood 3")
+    acute = [w for w in effect.windows if w.value is not None]
+    check(any(w.value == 7 for w in acute), f"the post check-in counts: {effect.windows}")
     return str(session.id)
 
 
