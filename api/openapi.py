@@ -85,7 +85,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 method: _operation(path, op, path_parameters) for method, op in operations.items()
             },
         )
-    return spec.to_dict()
+    return _typed_nulls(spec.to_dict())
 
 
 def render(app: Flask) -> str:
@@ -115,6 +115,45 @@ def marshmallow_schemas() -> dict[str, type[Schema]]:
 def default_path() -> Path:
     """The committed file, beside the packages in a source checkout."""
     return Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+
+# Null alone, in the form OpenAPI 3.0 validators accept and generators type as None.
+NULL: dict[str, Any] = {"nullable": True, "enum": [None]}
+# apispec's null branch of a nullable nested schema: generators make an empty model of it.
+_APISPEC_NULL = {"type": "object", "nullable": True}
+_NULLABLE_ENUM_KEEPS = ("type", "format", "enum")
+
+
+def _typed_nulls(node: Any, title: str | None = None) -> Any:
+    """Every nullable nested schema and nullable enum as ``anyOf: [<schema>, NULL]``.
+
+    apispec writes them as ``anyOf: [{type: object, nullable: true}, $ref]`` and
+    ``{enum: [a, b, null], nullable: true}``; code generators turn the first into an
+    untyped model and the second into three enum classes. Plain nullable scalars
+    (``type: integer, nullable: true``) are typed well already and stay. The enum takes its
+    property's name as ``title``: generators name its class after it (not ``Type0``).
+    """
+    if isinstance(node, list):
+        return [_typed_nulls(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {
+        key: {name: _typed_nulls(schema, name) for name, schema in value.items()}
+        if key == "properties" and isinstance(value, dict)
+        else _typed_nulls(value)
+        for key, value in node.items()
+    }
+    options = node.get("anyOf")
+    if isinstance(options, list) and _APISPEC_NULL in options:
+        node["anyOf"] = [option for option in options if option != _APISPEC_NULL] + [NULL]
+    elif node.get("nullable") is True and None in node.get("enum", ()) and node != NULL:
+        inner = {key: node.pop(key) for key in _NULLABLE_ENUM_KEEPS if key in node}
+        inner["enum"] = [value for value in inner["enum"] if value is not None]
+        if title:
+            inner["title"] = title
+        del node["nullable"]
+        node["anyOf"] = [inner, NULL]
+    return node
 
 
 def _operations(app: Flask) -> list[tuple[str, dict[str, Operation]]]:

@@ -108,10 +108,19 @@ class MoodEntryBatchIn(Schema):
     """Up to 500 entries saved offline; each is validated on its own."""
 
     entries = fields.List(
-        fields.Dict(),
+        fields.Nested(MoodEntryIn),
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH),
-        metadata={"description": "Each item is a MoodEntryIn."},
+        metadata={"description": "An item that is not a valid MoodEntryIn fails alone (422)."},
+    )
+
+
+class MoodEntryBatchItemsIn(Schema):
+    """The batch as the server reads it: objects, each then loaded as a MoodEntryIn on its
+    own so that a bad item fails alone (MoodEntryBatchIn is what clients are told to send)."""
+
+    entries = fields.List(
+        fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_BATCH)
     )
 
 

@@ -14,7 +14,10 @@ class ResponseRuleOut(Schema):
 class RemissionRuleOut(Schema):
     """Remission: the current value `operator` `cutoff`."""
 
-    operator = fields.String(required=True, validate=validate.OneOf(["<", "<="]))
+    # A pattern, not an enum: generators cannot name members "<" and "<=" (VALUE_0, VALUE_1).
+    operator = fields.String(
+        required=True, metadata={"pattern": "^<=?$", "description": "`<` or `<=`."}
+    )
     cutoff = fields.Float(required=True)
 
 

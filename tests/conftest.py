@@ -136,7 +136,7 @@ def _openapi_validator() -> Any:
             openapi.validate_response(
                 WerkzeugOpenAPIRequest(request), WerkzeugOpenAPIResponse(response)
             )
-            if 200 <= response.status_code < 300:
+            if 200 <= response.status_code < 300 and not _items_refused(response):
                 # What the service accepted, the contract must allow: a request it answers
                 # with success validates against openapi.yaml too (tests send invalid ones
                 # on purpose, and those must be refused, never accepted).
@@ -148,6 +148,14 @@ def _openapi_validator() -> Any:
             assert response.status_code in (404, 405), (request.method, request.path)
 
     return validate
+
+
+def _items_refused(response: Any) -> bool:
+    """A mood-entry batch answered 200 that refused some items (422 each): those items did
+    not match MoodEntryIn, so the request as a whole need not match the contract."""
+    if not response.request.path.endswith("/mood-entries/batch"):
+        return False
+    return bool((response.get_json(silent=True) or {}).get("failed"))
 
 
 @pytest.fixture(scope="session")

@@ -436,7 +436,7 @@ TABLE: tuple[Row, ...] = (
     # Mood entries: self-recorded.
     Row("POST", f"{P}/mood-entries", success(SELF_WRITE, 201), body=mood_body),
     Row("GET", f"{P}/mood-entries", READ),
-    Row("GET", f"{P}/mood-entries", READ, variant="sync", query="updated_since=0"),
+    Row("GET", f"{P}/mood-entries/changes", READ, query="since=0"),
     Row(
         "POST",
         f"{P}/mood-entries/batch",

@@ -108,8 +108,7 @@ def _refs(node: object) -> set[str]:
 
 
 def _body_refs(schema: dict) -> list[str]:
-    """A JSON body's schema: one named component, or a ``oneOf`` of named components
-    (e.g. the mood-entry list, which is a page or, with ``updated_since``, the sync feed)."""
+    """A JSON body's schema: one named component, or a ``oneOf`` of named components."""
     if set(schema) == {"oneOf"}:
         return [option.get("$ref", "") for option in schema["oneOf"]]
     return [schema.get("$ref", "")]

@@ -423,8 +423,8 @@ def test_query_numbers_that_do_not_fit_are_422(client, world):
     cases = [
         (f"{me}?limit=%C2%B2", ph, "limit"),  # "²" is a digit to str.isdigit, not to int()
         (f"{me}?limit=" + "9" * 5000, ph, "limit"),
-        (f"{me}?updated_since=%C2%B2", ph, "updated_since"),
-        (f"{me}?updated_since=" + "9" * 5000, ph, "updated_since"),
+        (f"{me}/changes?since=%C2%B2", ph, "since"),
+        (f"{me}/changes?since=" + "9" * 5000, ph, "since"),
         (f"{me}?cursor=" + _cursor([far, str(uuid.uuid4())]), ph, "cursor"),
         (f"{me}?cursor=" + _cursor(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]), ph, "cursor"),
         (
@@ -448,7 +448,7 @@ def test_query_numbers_that_do_not_fit_are_422(client, world):
         (f"{me}?cursor=" + base64.urlsafe_b64encode(b"[" * 2500).decode(), ph, "cursor"),
         ("/api/v1/patients?cursor=" + base64.urlsafe_b64encode(b"[" * 2500).decode(), ch, "cursor"),
         # change_seq and the alert rank are INTEGER columns: 2**31 does not fit.
-        (f"{me}?updated_since={2**31}", ph, "updated_since"),
+        (f"{me}/changes?since={2**31}", ph, "since"),
         (
             "/api/v1/alerts?cursor="
             + _cursor([2**31, "2026-01-01T00:00:00+00:00", str(uuid.uuid4())]),
@@ -465,7 +465,7 @@ def test_query_numbers_that_do_not_fit_are_422(client, world):
 def test_the_largest_numbers_that_fit_are_served(client, world):
     ph, ch, admin = (world["headers"][a] for a in ("patient", "clinician", "admin"))
     at = "2026-01-01T00:00:00+00:00"
-    sync = client.get(f"/api/v1/patients/me/mood-entries?updated_since={2**31 - 1}", headers=ph)
+    sync = client.get(f"/api/v1/patients/me/mood-entries/changes?since={2**31 - 1}", headers=ph)
     assert sync.status_code == 200 and sync.get_json()["items"] == []
     audit = client.get("/api/v1/audit-events?cursor=" + _cursor([at, 2**63 - 1]), headers=admin)
     assert audit.status_code == 200

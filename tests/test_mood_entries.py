@@ -132,7 +132,7 @@ def test_a_replay_takes_no_change_number(client, patient):
     assert client.post(url, json=body, headers=headers).status_code == 200
     assert client.post(url, json={**body, "mood": 1}, headers=headers).status_code == 409
     assert client.post(url, json=_body(), headers=headers).status_code == 201
-    feed = client.get(f"{url}?updated_since=0", headers=headers).get_json()
+    feed = client.get(f"{url}/changes?since=0", headers=headers).get_json()
     assert feed["next_cursor"] == "2"  # the replay and the clash left no gap
 
 
@@ -255,20 +255,20 @@ def test_list_pages_newest_first(client, patient):
 
 def test_sync_reports_changes_and_tombstones_in_order(client, patient):
     url, headers = patient["url"], patient["headers"]
-    initial = client.get(f"{url}?updated_since=0", headers=headers).get_json()
+    initial = client.get(f"{url}/changes?since=0", headers=headers).get_json()
     assert initial == {"items": [], "next_cursor": "0", "has_more": False}
     ids = [
         client.post(url, json=_body(mood=m), headers=headers).get_json()["id"] for m in (1, 2, 3)
     ]
-    feed = client.get(f"{url}?updated_since=0", headers=headers).get_json()
+    feed = client.get(f"{url}/changes?since=0", headers=headers).get_json()
     assert [i["id"] for i in feed["items"]] == ids and not feed["has_more"]
     cursor = feed["next_cursor"]
     client.patch(f"{url}/{ids[0]}", json={"mood": 9}, headers={**headers, "If-Match": '"1"'})
     client.delete(f"{url}/{ids[1]}", headers={**headers, "If-Match": '"1"'})
-    changes = client.get(f"{url}?updated_since={cursor}", headers=headers).get_json()
+    changes = client.get(f"{url}/changes?since={cursor}", headers=headers).get_json()
     assert [(i["id"], i["deleted"]) for i in changes["items"]] == [(ids[0], False), (ids[1], True)]
     assert changes["items"][0]["entry"]["mood"] == 9 and changes["items"][1]["entry"] is None
-    done = client.get(f"{url}?updated_since={changes['next_cursor']}", headers=headers).get_json()
+    done = client.get(f"{url}/changes?since={changes['next_cursor']}", headers=headers).get_json()
     assert done["items"] == [] and done["next_cursor"] == changes["next_cursor"]
 
 
@@ -277,14 +277,14 @@ def test_sync_pages_stay_correct_while_writes_arrive(client, patient):
     for m in range(5):
         client.post(url, json=_body(mood=m), headers=headers)
     seen, cursor = [], "0"
-    page = client.get(f"{url}?updated_since={cursor}&limit=2", headers=headers).get_json()
+    page = client.get(f"{url}/changes?since={cursor}&limit=2", headers=headers).get_json()
     seen += page["items"]
     cursor = page["next_cursor"]
     # Writes land between pages: a new entry and an edit of one already synced.
     late = client.post(url, json=_body(mood=10), headers=headers).get_json()["id"]
     client.patch(f"{url}/{seen[0]['id']}", json={"mood": 7}, headers={**headers, "If-Match": '"1"'})
     while True:
-        page = client.get(f"{url}?updated_since={cursor}&limit=2", headers=headers).get_json()
+        page = client.get(f"{url}/changes?since={cursor}&limit=2", headers=headers).get_json()
         seen += page["items"]
         cursor = page["next_cursor"]
         if not page["has_more"]:
@@ -298,7 +298,7 @@ def test_sync_pages_stay_correct_while_writes_arrive(client, patient):
 
 @pytest.mark.parametrize("cursor", ["-1", "abc", "1.5", str(2**70)])
 def test_bad_sync_cursor_is_422(client, patient, cursor):
-    response = client.get(f"{patient['url']}?updated_since={cursor}", headers=patient["headers"])
+    response = client.get(f"{patient['url']}/changes?since={cursor}", headers=patient["headers"])
     assert response.status_code == 422
 
 
@@ -347,7 +347,7 @@ def test_batch_replay_of_the_whole_batch_stores_nothing_new(client, db, patient)
     assert again["created"] == 0 and again["duplicates"] == 500
     assert _count(db, patient["id"]) == 500
     feed = client.get(
-        f"{patient['url']}?updated_since=0&limit=500", headers=patient["headers"]
+        f"{patient['url']}/changes?since=0&limit=500", headers=patient["headers"]
     ).get_json()
     assert len(feed["items"]) == 500 and not feed["has_more"]
 
@@ -385,3 +385,19 @@ def test_a_clash_caught_by_the_caller_gives_its_change_number_back(db):
         )
     db.commit()
     assert db.get(SyncCounter, p.id).last_seq == 1
+
+
+def test_the_older_sync_form_still_answers_the_feed(app, patient):
+    """Phones that sync with ``?updated_since=`` keep working: the same feed, undeclared
+    (the contract names the feed syncMoodEntries), so a client that does not check it."""
+    from flask.testing import FlaskClient
+
+    plain = FlaskClient(app, app.response_class)
+    url, headers = patient["url"], patient["headers"]
+    plain.post(url, json=_body(mood=4), headers=headers)
+    old = plain.get(f"{url}?updated_since=0", headers=headers)
+    new = plain.get(f"{url}/changes?since=0", headers=headers)
+    assert old.status_code == new.status_code == 200
+    assert old.get_json() == new.get_json() and old.get_json()["items"][0]["entry"]["mood"] == 4
+    bad = plain.get(f"{url}?updated_since=abc", headers=headers)
+    assert bad.status_code == 422 and list(bad.get_json()["errors"]) == ["updated_since"]

@@ -31,6 +31,7 @@ from models.mood_writes import create_entries, create_entry, delete_entry, updat
 from schemas.common import SQL_INTEGER_MAX, format_offset, query_whole_number
 from schemas.mood import (
     MoodEntryBatchIn,
+    MoodEntryBatchItemsIn,
     MoodEntryBatchOut,
     MoodEntryIn,
     MoodEntryListOut,
@@ -42,7 +43,7 @@ from schemas.mood import (
 ns = Namespace("mood-entries", path="/patients", description="Mood entries")
 _in, _update, _out = MoodEntryIn(), MoodEntryUpdate(), MoodEntryOut()
 _list_out, _sync_out = MoodEntryListOut(), MoodEntrySyncOut()
-_batch_in, _batch_out = MoodEntryBatchIn(), MoodEntryBatchOut()
+_batch_in, _batch_out = MoodEntryBatchItemsIn(), MoodEntryBatchOut()
 # change_seq is an INTEGER column: PostgreSQL refuses a larger parameter.
 _MAX_SEQ = SQL_INTEGER_MAX
 
@@ -143,45 +144,28 @@ class MoodEntries(Resource):
         replies=[
             Reply(
                 200,
-                "A page of entries, or (with `updated_since`) a page of the sync feed.",
-                schema=(
-                    MoodEntryListOut,
-                    MoodEntrySyncOut,
-                ),
+                "A page of entries, newest first.",
+                schema=MoodEntryListOut,
             ),
         ],
         problems=(401, 403, 404, 422, 503, 500),
-        parameters=("UpdatedSince", "Limit", "Cursor"),
+        parameters=("Limit", "Cursor"),
     )
     def get(self, patient_id: str) -> Response:
-        """Mood entries, or the sync feed
+        """Mood entries
 
         The patient themself or a linked clinician (admin: 403; anyone else: 404).
 
-        Two shapes, chosen by `updated_since`:
-
-        - **Without `updated_since`**: one page of live entries, newest `occurred_at` first
-          (`MoodEntryListOut`), paged with `limit` and `cursor`; `next_cursor` is null on the
-          last page.
-        - **With `updated_since`**: the offline-sync feed (`MoodEntrySyncOut`): every entry
-          that changed (created, edited or deleted) after that cursor, oldest change first,
-          at most `limit` of them. `updated_since=0` starts from the beginning. An entry
-          appears once, in its latest state; a deleted one appears as a tombstone
-          (`deleted: true`, `entry: null`, `updated_at` = deletion time). Store
-          `next_cursor` and send it as the next `updated_since`; while `has_more` is true
-          there are more changes to fetch right away. When nothing changed, `items` is empty
-          and `next_cursor` repeats the cursor sent. Changes commit in cursor order, so a
-          stored cursor never skips a change. `cursor` may not be combined with
-          `updated_since` (422); a value that is not a number this API issued is 422.
-
-        The response is `oneOf` the two schemas; a sync response is told apart by its
-        `has_more` field.
+        One page of live entries, newest `occurred_at` first, paged with `limit` and
+        `cursor`; `next_cursor` is null on the last page. The offline-sync feed is
+        `GET .../mood-entries/changes?since=` (`syncMoodEntries`); the older form of it,
+        this path with `?updated_since=`, still answers the sync feed for phones that use it.
         """
         pid = resolve_patient_id(patient_id)
         db = get_db()
         since = request.args.get("updated_since")
-        if since is not None:
-            return _sync(db, pid, since)
+        if since is not None:  # the sync feed's older form, kept for phones that use it
+            return _sync(db, pid, since, field="updated_since")
         stmt = (
             select(MoodEntry)
             .where(MoodEntry.patient_id == pid, MoodEntry.deleted_at.is_(None))
@@ -197,15 +181,47 @@ class MoodEntries(Resource):
         return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
-def _sync(db: Any, patient_id: uuid.UUID, since_raw: str) -> Response:
+@ns.route("/<patient_id>/mood-entries/changes")
+class MoodEntryChanges(Resource):
+    @require_auth(Role.patient, Role.clinician)
+    @operation(
+        operation_id="syncMoodEntries",
+        tag="mood",
+        replies=[
+            Reply(200, "Changes after the cursor, oldest first.", schema=MoodEntrySyncOut),
+        ],
+        problems=(401, 403, 404, 422, 503, 500),
+        parameters=("SyncSince", "Limit"),
+    )
+    def get(self, patient_id: str) -> Response:
+        """The sync feed: mood entries changed since a cursor
+
+        The patient themself or a linked clinician (admin: 403; anyone else: 404).
+
+        Every entry that changed (created, edited or deleted) after the cursor `since`,
+        oldest change first, at most `limit` of them. `since=0` starts from the beginning.
+        An entry appears once, in its latest state; a deleted one appears as a tombstone
+        (`deleted: true`, `entry: null`, `updated_at` = deletion time). Store `next_cursor`
+        and send it as the next `since`; while `has_more` is true there are more changes to
+        fetch right away. When nothing changed, `items` is empty and `next_cursor` repeats
+        the cursor sent. Changes commit in cursor order, so a stored cursor never skips a
+        change. A `since` that is not a number this API issued is 422; `cursor` is not taken
+        (422).
+        """
+        pid = resolve_patient_id(patient_id)
+        return _sync(get_db(), pid, request.args.get("since"), field="since")
+
+
+def _sync(db: Any, patient_id: uuid.UUID, since_raw: str | None, *, field: str) -> Response:
+    """One page of the sync feed; ``field`` names the cursor parameter in errors."""
     try:
+        if since_raw is None:
+            raise ValueError
         since = query_whole_number(since_raw, low=0, high=_MAX_SEQ)
     except ValueError:
-        raise validation_error(
-            {"updated_since": ["Must be 0 or a cursor from an earlier sync."]}
-        ) from None
+        raise validation_error({field: ["Must be 0 or a cursor from an earlier sync."]}) from None
     if "cursor" in request.args:
-        raise validation_error({"cursor": ["Sync pages with updated_since alone."]})
+        raise validation_error({"cursor": [f"Sync pages with {field} alone."]})
     limit = page_limit()
     rows = db.scalars(
         select(MoodEntry)
