@@ -275,9 +275,9 @@ class Report(Resource):
                 "The report as JSON; in the compatibility forms, as `format` or `Accept` chose.",
                 schema=ReportOut,
                 more={
-                    "text/csv": {"type": "string", "format": "binary"},
+                    "text/csv": TEXT,
                     FHIR_JSON: FHIR_BUNDLE,
-                    "text/html": {"type": "string", "format": "binary"},
+                    "text/html": TEXT,
                 },
                 headers=("X-Request-ID", "Cache-Control", "Content-Security-Policy"),
             ),
@@ -430,7 +430,7 @@ class Chart(Resource):
             Reply(
                 200,
                 "The chart.",
-                body={"type": "string", "format": "binary"},
+                body=TEXT,
                 media="image/svg+xml",
             ),
         ],

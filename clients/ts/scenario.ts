@@ -267,8 +267,9 @@ async function phoneEntries(ana: Api): Promise<void> {
     "DELETE with If-Match",
   );
 
+  const changes = "/api/v1/patients/{patient_id}/mood-entries/changes" as const;
   const feed = expect(
-    await ana.GET(url, { params: { path: { patient_id: "me" }, query: { updated_since: "0" } } }),
+    await ana.GET(changes, { params: { path: { patient_id: "me" }, query: { since: "0" } } }),
     200,
     "sync from the start",
   );
@@ -277,8 +278,8 @@ async function phoneEntries(ana: Api): Promise<void> {
   check(byId.get(stored.id)?.deleted === true, "the deleted entry comes as a tombstone");
   check(byId.get(made.id)?.deleted === false, "the patched entry comes as a change");
   const again = expect(
-    await ana.GET(url, {
-      params: { path: { patient_id: "me" }, query: { updated_since: feed.next_cursor } },
+    await ana.GET(changes, {
+      params: { path: { patient_id: "me" }, query: { since: feed.next_cursor } },
     }),
     200,
     "sync again from next_cursor",
@@ -507,7 +508,7 @@ async function clinicianViews(dr: Api, token: string, anaId: string): Promise<vo
   check(course.sessions_completed === 1 && course.sessions[0].acute_change === 4, "course", course);
   const cohort = expect(
     await dr.GET("/api/v1/patients", {
-      params: { query: { sort: "-open_alerts", needs_attention: "true" } },
+      params: { query: { sort: "-open_alerts", needs_attention: true } },
     }),
     200,
     "cohort needing attention",
