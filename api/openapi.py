@@ -117,11 +117,21 @@ def default_path() -> Path:
     return Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
-# Null alone, in the form OpenAPI 3.0 validators accept and generators type as None.
-NULL: dict[str, Any] = {"nullable": True, "enum": [None]}
+def null_of(kind: str) -> dict[str, Any]:
+    """Null alone, in the form OpenAPI 3.0 validators accept and generators type as None
+    (``nullable`` needs a ``type`` beside it: openapi-typescript refuses it without one)."""
+    return {"type": kind, "nullable": True, "enum": [None]}
+
+
+NULL = null_of("object")
 # apispec's null branch of a nullable nested schema: generators make an empty model of it.
 _APISPEC_NULL = {"type": "object", "nullable": True}
 _NULLABLE_ENUM_KEEPS = ("type", "format", "enum")
+
+
+def _null_among_values(enum: list[Any]) -> bool:
+    """An enum of values that admits null too (not null alone, which is already typed)."""
+    return None in enum and enum != [None]
 
 
 def _typed_nulls(node: Any, title: str | None = None) -> Any:
@@ -146,13 +156,13 @@ def _typed_nulls(node: Any, title: str | None = None) -> Any:
     options = node.get("anyOf")
     if isinstance(options, list) and _APISPEC_NULL in options:
         node["anyOf"] = [option for option in options if option != _APISPEC_NULL] + [NULL]
-    elif node.get("nullable") is True and None in node.get("enum", ()) and node != NULL:
+    elif node.get("nullable") is True and _null_among_values(node.get("enum", [])):
         inner = {key: node.pop(key) for key in _NULLABLE_ENUM_KEEPS if key in node}
         inner["enum"] = [value for value in inner["enum"] if value is not None]
         if title:
             inner["title"] = title
         del node["nullable"]
-        node["anyOf"] = [inner, NULL]
+        node["anyOf"] = [inner, null_of(inner.get("type", "string"))]
     return node
 
 
