@@ -1,4 +1,4 @@
-"""Schemathesis over the app in-process, against the hand-written contract openapi.yaml.
+"""Schemathesis over the app in-process, against the contract openapi.yaml.
 
     .venv/bin/python -m fuzz.schemathesis_run [--max-examples 100] [--seed N] [--actors ...]
 
@@ -10,7 +10,9 @@ Schemathesis then runs every operation of openapi.yaml in-process over WSGI, aut
 that actor, in the phases examples, coverage, fuzzing (``--max-examples`` per operation) and
 stateful, with a fixed seed. Checks: no 5xx (not_a_server_error); status code, content type and
 body as the contract documents them; an operation that succeeds with the actor's token refuses
-the same request without it or with an invalid one (ignored_auth). Path ids are fixed to the
+the same request without it or with an invalid one (ignored_auth); a request the contract
+calls valid is accepted (positive_data_acceptance: 2xx, or a status POSITIVE_REJECTIONS allows
+for that operation, with its reason). Path ids are fixed to the
 seeded records (deletes get spare ones), so generated queries and bodies reach real data
 instead of stopping at a 404.
 
@@ -68,7 +70,147 @@ CHECKS = (
     "content_type_conformance",
     "response_schema_conformance",
     "ignored_auth",
+    "positive_data_acceptance",
 )
+# positive_data_acceptance: a request that the contract says is well formed must be accepted.
+# Everywhere that means 2xx and nothing else; what an operation may answer to valid input
+# instead is allowed below, for that operation only, with the reason. (Schemathesis's own
+# default, 401, 403, 404, 409, 429 and 5xx everywhere, would hide a valid request refused for
+# no reason.) The same table serves both actors: 403 is allowed where one of them lacks the role.
+ACCEPTED = ("2xx",)
+ROLE = "403: the actor's role may not call it, whatever the input (patient vs clinician vs admin)"
+ORG_ADMIN = "403: organisation admins (or the operator) only; the fuzzed clinician is a member"
+OPERATOR = "403: the operator (admin) only"
+GONE = "404: the record was deleted by an earlier case (deletes get one spare record)"
+STALE = "412: If-Match is any non-blank string; only the current ETag matches"
+CURSOR = "422: `cursor` is any string; only a next_cursor this API issued is valid"
+RANGE = "422: generated `from` after `to`, or a span longer than allowed"
+REPLAY = "409: the generated id or Idempotency-Key was used by an earlier case with another body"
+NOT_MINE = "422: a generated password, code or organisation is not the account's"
+CREDENTIALS = "401: generated credentials, tokens or codes are not the account's"
+TEXT = "422: text the schema cannot rule out: not storable (NUL, lone surrogates) or no email"
+Rejections = dict[int, str]
+_LIST: Rejections = {422: CURSOR}
+_ROLE: Rejections = {403: ROLE}
+_ROLE_LIST: Rejections = {403: ROLE, 422: CURSOR}
+POSITIVE_REJECTIONS: dict[str, Rejections] = {
+    "GET /api/v1/alerts": _ROLE_LIST,
+    "GET /api/v1/alerts/{alert_id}": _ROLE,
+    "POST /api/v1/alerts/{alert_id}/acknowledge": {
+        **_ROLE,
+        409: "409: acknowledged by an earlier case",
+    },
+    "GET /api/v1/audit-events": {403: OPERATOR, 422: CURSOR},
+    "DELETE /api/v1/auth/2fa": {409: "409: the account has no second factor"},
+    "POST /api/v1/auth/2fa/confirm": {409: "409: no enrolment is pending"},
+    "POST /api/v1/auth/2fa/enrol": {422: NOT_MINE},
+    "POST /api/v1/auth/2fa/verify": {401: CREDENTIALS},
+    "POST /api/v1/auth/login": {
+        401: CREDENTIALS,
+        429: "429: the lockout after repeated wrong passwords for one address",
+    },
+    "POST /api/v1/auth/refresh": {401: CREDENTIALS},
+    "POST /api/v1/auth/register": {422: TEXT},
+    "POST /api/v1/auth/register/confirm": {422: NOT_MINE},
+    "POST /api/v1/auth/staff-invites/accept": {422: NOT_MINE},
+    "GET /api/v1/care-links": _LIST,
+    "POST /api/v1/care-links": {**_ROLE, 422: NOT_MINE},
+    "DELETE /api/v1/care-links/{link_id}": {404: GONE},
+    "GET /api/v1/delivery-health": {403: OPERATOR},
+    "POST /api/v1/invites": {**_ROLE, 422: NOT_MINE},
+    "DELETE /api/v1/me": {**_ROLE, 422: NOT_MINE},
+    "PATCH /api/v1/me": {412: STALE},
+    "GET /api/v1/me/export": _ROLE,
+    "POST /api/v1/me/password": {422: NOT_MINE},
+    "GET /api/v1/organisations": {403: OPERATOR, 422: CURSOR},
+    "POST /api/v1/organisations": {403: OPERATOR},
+    "GET /api/v1/organisations/{organisation_id}": {403: ORG_ADMIN},
+    "PATCH /api/v1/organisations/{organisation_id}": {403: ORG_ADMIN, 412: STALE},
+    "GET /api/v1/organisations/{organisation_id}/emergency-accesses": {403: ORG_ADMIN},
+    "POST /api/v1/organisations/{organisation_id}/emergency-accesses/{access_id}/review": {
+        403: ORG_ADMIN
+    },
+    "GET /api/v1/organisations/{organisation_id}/members": {403: ORG_ADMIN},
+    "DELETE /api/v1/organisations/{organisation_id}/members/{user_id}": {403: ORG_ADMIN},
+    "PATCH /api/v1/organisations/{organisation_id}/members/{user_id}": {403: ORG_ADMIN},
+    "DELETE /api/v1/organisations/{organisation_id}/members/{user_id}/2fa": {403: ORG_ADMIN},
+    "POST /api/v1/organisations/{organisation_id}/staff-invites": {403: ORG_ADMIN},
+    "GET /api/v1/patients": _ROLE_LIST,
+    "GET /api/v1/patients/{patient_id}/access-log": _ROLE_LIST,
+    "GET /api/v1/patients/{patient_id}/alerts": _ROLE_LIST,
+    "GET /api/v1/patients/{patient_id}/assessments": {
+        422: CURSOR + "; `instrument` is any string (its parameter lists no codes yet)"
+    },
+    "POST /api/v1/patients/{patient_id}/assessments": {
+        **_ROLE,  # self-report forms: the patient; clinician-rated ones: the clinician
+        409: REPLAY,
+        422: "422: the answers must fit the instrument (count, each item's range)",
+    },
+    "DELETE /api/v1/patients/{patient_id}/assessments/{assessment_id}": {
+        **_ROLE,  # the spare is a self-report form: the clinician may not delete it
+        404: GONE,
+        412: STALE,
+    },
+    "GET /api/v1/patients/{patient_id}/chart.svg": {422: RANGE},
+    "GET /api/v1/patients/{patient_id}/due": _ROLE,
+    "POST /api/v1/patients/{patient_id}/emergency-access": {
+        **_ROLE,
+        404: "404: a generated organisation_id is not one of the caller's organisations",
+        409: "409: the clinician already sees the patient (a care link)",
+        422: "422: a generated organisation_id where the patient is not cared for",
+    },
+    "GET /api/v1/patients/{patient_id}/mood-entries": _LIST,
+    "POST /api/v1/patients/{patient_id}/mood-entries": {
+        **_ROLE,
+        409: REPLAY,
+        422: "422: occurred_at more than a year back or ahead of now; session rules",
+    },
+    "POST /api/v1/patients/{patient_id}/mood-entries/batch": _ROLE,
+    "DELETE /api/v1/patients/{patient_id}/mood-entries/{entry_id}": {
+        **_ROLE,
+        404: GONE,
+        412: STALE,
+    },
+    "PATCH /api/v1/patients/{patient_id}/mood-entries/{entry_id}": {
+        **_ROLE,
+        412: STALE,
+        422: "422: the merged entry breaks a create rule (e.g. phase without a session)",
+    },
+    "GET /api/v1/patients/{patient_id}/report": {422: RANGE},
+    "GET /api/v1/patients/{patient_id}/sessions": _LIST,
+    "POST /api/v1/patients/{patient_id}/sessions": {
+        403: "403: patients record home sessions only",
+        409: REPLAY,
+        422: "422: rules across fields (dates in order, esketamine doses, completed sessions)",
+    },
+    "DELETE /api/v1/patients/{patient_id}/sessions/{session_id}": {
+        403: "403: the spare is a clinic session: patients change home sessions only",
+        404: GONE,
+        412: STALE,
+    },
+    "PATCH /api/v1/patients/{patient_id}/sessions/{session_id}": {
+        403: "403: the seeded session is a clinic one: patients change home sessions only",
+        412: STALE,
+        422: "422: the merged session breaks a create rule, or status leaves a final state",
+    },
+    "POST /api/v1/patients/{patient_id}/sessions/{session_id}/observations": {
+        **_ROLE,
+        409: REPLAY,
+        422: "422: at least one reading (JSON Schema could say it only with an anyOf)",
+    },
+    "GET /api/v1/patients/{patient_id}/trends": {422: RANGE},
+    "POST /api/v1/users": {403: OPERATOR},
+    "GET /api/v1/users/{user_id}": {403: OPERATOR},
+    "PATCH /api/v1/users/{user_id}": {403: OPERATOR},
+    "GET /api/v1/webhooks": {403: OPERATOR},
+    "POST /api/v1/webhooks": {403: OPERATOR},
+    "DELETE /api/v1/webhooks/{webhook_id}": {403: OPERATOR},
+    "GET /api/v1/webhooks/{webhook_id}": {403: OPERATOR},
+    "PATCH /api/v1/webhooks/{webhook_id}": {403: OPERATOR},
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": {403: OPERATOR},
+    "POST /api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {403: OPERATOR},
+    "POST /api/v1/webhooks/{webhook_id}/rotate-secret": {403: OPERATOR},
+}
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 DEFAULT_SEED = 20261127
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -366,6 +508,16 @@ def schemathesis_config(world: World, actor: str, args: argparse.Namespace) -> A
     ]
     checks: dict[str, Any] = {"enabled": False}
     checks.update({name: {"enabled": True} for name in (*CHECKS, *args.extra_checks)})
+    checks["positive_data_acceptance"]["expected-statuses"] = list(ACCEPTED)
+    for label, rejections in POSITIVE_REJECTIONS.items():
+        # By name ("METHOD /path"): include-method with include-path would match either.
+        expected = [*ACCEPTED, *map(str, sorted(rejections))]
+        operations.append(
+            {
+                "include-name": label,
+                "checks": {"positive_data_acceptance": {"expected-statuses": expected}},
+            }
+        )
     phases: dict[str, Any] = {name: {"enabled": name in args.phases} for name in PHASES}
     phases["examples"]["fill-missing"] = True
     phases["stateful"]["max-steps"] = args.stateful_steps
@@ -400,6 +552,8 @@ class Outcome:
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     phase_cases: Counter[str] = field(default_factory=Counter)
     failures: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    # Statuses that answered schema-valid input outside the allowed ones, by operation.
+    rejected: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     errors: list[str] = field(default_factory=list)
     stop_reason: str = ""
 
@@ -500,6 +654,9 @@ def run_schemathesis(world: World, actor: str, args: argparse.Namespace) -> Outc
                         continue
                     failure = check.failure_info.failure
                     key = (failure.operation or recorder.label, check.name, failure.title)
+                    if check.name == "positive_data_acceptance":
+                        status = getattr(failure, "status_code", 0)
+                        outcome.rejected[failure.operation or recorder.label][status] += 1
                     if key not in outcome.failures:
                         outcome.failures[key] = [
                             failure.message.strip(),
@@ -610,6 +767,9 @@ def report(
             f"\n   FAIL [{check}] {operation}: {title}\n      {message}".replace("\n", "\n      ")
         )
         print(f"      reproduce: {sample}".replace("\n", "\n      "))
+        if check == "positive_data_acceptance":
+            counts = sorted(outcome.rejected[operation].items())
+            print("      valid input answered: " + " ".join(f"{s}:{n}" for s, n in counts))
         reasons.append(f"{outcome.actor}: {operation}: {check}")
     for error in outcome.errors:
         print(f"\n   ERROR {error}".replace("\n", "\n      "))

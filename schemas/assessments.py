@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from models.instruments import CATALOGUE, answer_errors
-from schemas.common import StrictInteger, Text, occurred_at_field
+from schemas.common import RecordOut, StrictInteger, Text, UtcOffset, occurred_at_field
 
 # Far more than any form has; bounds the work of validating a hostile list.
 MAX_ANSWERS = 64
@@ -79,8 +79,10 @@ class CrisisOut(Schema):
     )
 
 
-class AssessmentOut(Schema):
-    """A stored questionnaire response with its server-computed score."""
+class AssessmentOut(RecordOut):
+    """A stored questionnaire response with its server-computed score.
+
+    Dumps an Assessment; a create dumps a `Read` of it that adds the `crisis` block."""
 
     id = fields.UUID(required=True)
     patient_id = fields.UUID(required=True)
@@ -90,8 +92,10 @@ class AssessmentOut(Schema):
     session_id = fields.UUID(required=True, allow_none=True)
     phase = fields.String(required=True, allow_none=True)
     occurred_at = fields.AwareDateTime(required=True, metadata={"description": "UTC instant."})
-    utc_offset = fields.String(
-        required=True, metadata={"description": "The offset the client sent, e.g. -08:00."}
+    utc_offset = UtcOffset(
+        required=True,
+        attribute="utc_offset_minutes",
+        metadata={"description": "The offset the client sent, e.g. -08:00."},
     )
     local_date = fields.Date(required=True, metadata={"description": "The patient's local date."})
     total = fields.Integer(required=True)
@@ -120,6 +124,7 @@ class AssessmentOut(Schema):
         CrisisOut,
         required=True,
         allow_none=True,
+        dump_default=None,
         metadata={
             "description": "On a create (and its replay) whose safety item is positive; "
             "else null. A null block says nothing about risk."

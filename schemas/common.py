@@ -5,6 +5,8 @@ it here, so that nothing out of range gets as far as arithmetic, encoding or the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -247,3 +249,24 @@ class UtcOffset(fields.String):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else format_offset(int(value))
+
+
+@dataclass(frozen=True)
+class Read:
+    """A record as one read shows it: the stored row, plus the values that depend on the read
+    rather than on the row (a session's number in the course, a create's crisis block)."""
+
+    record: Any
+    extra: Mapping[str, Any]
+
+
+class RecordOut(Schema):
+    """Dumps a model object, or a `Read` of one: a field is looked up in the read's extra
+    values first, then on the record. The schema's field list is the only list of fields."""
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        if isinstance(obj, Read):
+            if attr in obj.extra:
+                return obj.extra[attr]
+            obj = obj.record
+        return super().get_attribute(obj, attr, default)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, fields, post_dump, validate
+
+from models.instruments import Instrument
 
 
 class BandOut(Schema):
@@ -10,8 +14,8 @@ class BandOut(Schema):
 
     code = fields.String(required=True)
     label = fields.String(required=True)
-    min = fields.Integer(required=True)
-    max = fields.Integer(required=True)
+    min = fields.Integer(required=True, attribute="low")
+    max = fields.Integer(required=True, attribute="high")
 
 
 class AnswerOptionOut(Schema):
@@ -28,8 +32,8 @@ class ItemOut(Schema):
     """One scored item, numbered from 1; answers go in `answers` at index number - 1."""
 
     number = fields.Integer(required=True)
-    min = fields.Integer(required=True)
-    max = fields.Integer(required=True)
+    min = fields.Integer(required=True, attribute="low")
+    max = fields.Integer(required=True, attribute="high")
     text = fields.String(
         required=True,
         allow_none=True,
@@ -41,8 +45,10 @@ class ItemOut(Schema):
         metadata={"description": "The scoring domain (QIDS-SR16), else null."},
     )
     loinc_code = fields.String(required=True, allow_none=True)
+    # An item does not know it is the safety item: InstrumentOut marks it.
     safety_item = fields.Boolean(
         required=True,
+        dump_default=False,
         metadata={"description": "A positive answer (>= 1) returns crisis information."},
     )
 
@@ -53,11 +59,13 @@ class DifficultyItemOut(Schema):
     number = fields.Integer(required=True)
     text = fields.String(required=True)
     loinc_code = fields.String(required=True, allow_none=True)
-    answer_options = fields.List(fields.Nested(AnswerOptionOut), required=True)
+    answer_options = fields.List(fields.Nested(AnswerOptionOut), required=True, attribute="options")
 
 
 class InstrumentOut(Schema):
-    """A questionnaire: items, ranges, scoring, bands, direction, respondent, codes, licence."""
+    """A questionnaire: items, ranges, scoring, bands, direction, respondent, codes, licence.
+
+    Dumps a models.instruments.Instrument."""
 
     code = fields.String(required=True)
     name = fields.String(required=True)
@@ -93,6 +101,14 @@ class InstrumentOut(Schema):
     loinc_total = fields.String(required=True, allow_none=True)
     licence = fields.String(required=True)
     copyright = fields.String(required=True, allow_none=True)
+
+    @post_dump(pass_original=True)
+    def _mark_safety_item(
+        self, data: dict[str, Any], instrument: Instrument, **_kwargs: Any
+    ) -> dict[str, Any]:
+        for item in data["items"]:
+            item["safety_item"] = item["number"] == instrument.safety_item
+        return data
 
 
 class InstrumentListOut(Schema):

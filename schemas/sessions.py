@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
-from models.sessions import Drug, Route, SessionStatus, Setting
-from schemas.common import Instant, StrictInteger, StrictNumber, Text, note_field
+from models.sessions import (
+    Drug,
+    Observation,
+    Route,
+    SessionStatus,
+    Setting,
+    TreatmentSession,
+    dose_flags,
+    monitoring_checklist,
+)
+from schemas.common import (
+    Instant,
+    Read,
+    RecordOut,
+    StrictInteger,
+    StrictNumber,
+    Text,
+    UtcOffset,
+    note_field,
+)
 
 _LIST_ITEM = Text(validate=validate.Length(min=1, max=200))
 
@@ -39,25 +60,21 @@ class SessionIn(Schema):
     notes = note_field(allow_none=True)
 
 
-class SessionUpdate(Schema):
-    """A partial change to a session; status moves only from scheduled."""
+class SessionUpdate(SessionIn):
+    """A partial change to a session; status moves only from scheduled.
 
-    status = fields.Enum(SessionStatus, by_value=True)
-    started_at = _instant()
-    ended_at = _instant(allow_none=True)
-    discharged_at = _instant(allow_none=True)
-    drug = fields.Enum(Drug, by_value=True)
-    route = fields.Enum(Route, by_value=True)
-    dose_mg = StrictNumber(
-        allow_none=True,
-        validate=validate.Range(min=0, min_inclusive=False, max=5000),
-        metadata={"exclusiveMinimum": True},
-    )
-    weight_kg = StrictNumber(allow_none=True, validate=validate.Range(min=20, max=350))
-    setting = fields.Enum(Setting, by_value=True)
-    concomitant_medications = fields.List(_LIST_ITEM, validate=validate.Length(max=50))
-    adverse_events = fields.List(_LIST_ITEM, validate=validate.Length(max=50))
-    notes = note_field(allow_none=True)
+    The create schema with partial=True: every rule of a field holds on PATCH, and the rules
+    across fields apply to the merged result (models.session_writes). `id` is excluded: a
+    session's id never changes.
+    """
+
+    class Meta:
+        exclude = ("id",)
+
+    def __init__(self, **kwargs: Any) -> None:
+        # By default, so that the contract (built from the class) lists nothing as required.
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)
 
 
 class ChecklistItemOut(Schema):
@@ -69,8 +86,10 @@ class ChecklistItemOut(Schema):
     present = fields.Boolean(required=True)
 
 
-class SessionOut(Schema):
-    """A session as stored, with its number in the course and its monitoring checklist."""
+class SessionOut(RecordOut):
+    """A session as stored, with its number in the course and its monitoring checklist.
+
+    Dumps a `session_read` of a TreatmentSession."""
 
     id = fields.UUID(required=True)
     patient_id = fields.UUID(required=True)
@@ -81,7 +100,7 @@ class SessionOut(Schema):
     )
     status = fields.String(required=True)
     started_at = fields.AwareDateTime(required=True)
-    utc_offset = fields.String(required=True)
+    utc_offset = UtcOffset(required=True, attribute="utc_offset_minutes")
     ended_at = fields.AwareDateTime(required=True, allow_none=True)
     discharged_at = fields.AwareDateTime(required=True, allow_none=True)
     drug = fields.String(required=True)
@@ -105,6 +124,22 @@ class SessionOut(Schema):
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
     version = fields.Integer(required=True)
+
+
+def session_read(
+    session: TreatmentSession, number: int | None, observations: Sequence[Observation]
+) -> Read:
+    """What SessionOut shows of a session beyond its row: its number in the course (from
+    models.sessions.session_numbers), its dose flags, and the monitoring checklist that its
+    observations (oldest first) give."""
+    return Read(
+        session,
+        {
+            "number": number,
+            "dose_flags": dose_flags(session),
+            "monitoring": monitoring_checklist(session, list(observations)),
+        },
+    )
 
 
 class SessionListOut(Schema):
@@ -143,12 +178,12 @@ class ObservationIn(Schema):
 
 
 class ObservationOut(Schema):
-    """Readings as stored."""
+    """Readings as stored (dumps an Observation)."""
 
     id = fields.UUID(required=True)
     session_id = fields.UUID(required=True)
     observed_at = fields.AwareDateTime(required=True)
-    utc_offset = fields.String(required=True)
+    utc_offset = UtcOffset(required=True, attribute="utc_offset_minutes")
     systolic = fields.Integer(required=True, allow_none=True)
     diastolic = fields.Integer(required=True, allow_none=True)
     heart_rate = fields.Integer(required=True, allow_none=True)

@@ -28,7 +28,7 @@ from models.assessment_writes import create_assessment, delete_assessment
 from models.assessments import Assessment, get_assessment
 from models.instruments import CATALOGUE
 from schemas.assessments import AssessmentIn, AssessmentListOut, AssessmentOut
-from schemas.common import format_offset
+from schemas.common import Read
 
 ns = Namespace("assessments", path="/patients", description="Questionnaires")
 _in, _out, _list_out = AssessmentIn(), AssessmentOut(), AssessmentListOut()
@@ -49,33 +49,9 @@ def crisis_block(settings: Settings) -> dict[str, Any]:
     }
 
 
-def assessment_data(
-    assessment: Assessment, *, crisis: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """An assessment's fields as AssessmentOut expects them (not yet serialised)."""
-    return {
-        "id": assessment.id,
-        "patient_id": assessment.patient_id,
-        "instrument": assessment.instrument,
-        "answers": list(assessment.answers),
-        "difficulty": assessment.difficulty,
-        "session_id": assessment.session_id,
-        "phase": assessment.phase,
-        "occurred_at": assessment.occurred_at,
-        "utc_offset": format_offset(assessment.utc_offset_minutes),
-        "local_date": assessment.local_date,
-        "total": assessment.total,
-        "band": assessment.band,
-        "flags": list(assessment.flags),
-        "instrument_version": assessment.instrument_version,
-        "scoring_version": assessment.scoring_version,
-        "ruleset_version": assessment.ruleset_version,
-        "rated_by_id": assessment.rated_by_id,
-        "created_at": assessment.created_at,
-        "updated_at": assessment.updated_at,
-        "version": assessment.version,
-        "crisis": crisis,
-    }
+def assessment_data(assessment: Assessment) -> Assessment:
+    """Kept for api/resources/reports.py (the export): AssessmentOut dumps the object."""
+    return assessment
 
 
 @ns.route("/<patient_id>/assessments")
@@ -143,7 +119,7 @@ class Assessments(Resource):
         # A replay carries the crisis block too: the phone may never have seen the first answer.
         crisis = crisis_block(settings) if assessment.safety_item_positive else None
         return created_response(
-            _out.dump(assessment_data(assessment, crisis=crisis)),
+            _out.dump(Read(assessment, {"crisis": crisis})),
             record_id=assessment.id,
             etag=assessment.etag,
             created=submitted.created,
@@ -181,7 +157,7 @@ class Assessments(Resource):
             keys=(Assessment.occurred_at, Assessment.id),
             key_of=lambda row: (row[0].occurred_at, row[0].id),
         )
-        items = [assessment_data(row[0]) for row in rows]
+        items = [row[0] for row in rows]
         return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -210,7 +186,7 @@ class AssessmentItem(Resource):
         assessment = get_assessment(
             db=get_db(), patient_id=pid, assessment_id=path_id(assessment_id)
         )
-        return json_response(_out.dump(assessment_data(assessment)), etag=assessment.etag)
+        return json_response(_out.dump(assessment), etag=assessment.etag)
 
     @require_auth(Role.patient, Role.clinician)
     @operation(

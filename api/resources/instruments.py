@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response
 from flask_restx import Namespace, Resource
 
@@ -11,7 +9,7 @@ from api.auth import require_auth
 from api.contract import Reply, operation
 from api.db import settings
 from api.http import json_response
-from models.instruments import CATALOGUE, AnswerOption, Instrument, get_instrument
+from models.instruments import CATALOGUE, get_instrument
 from schemas.instruments import InstrumentListOut, InstrumentOut
 from schemas.outcomes import OutcomeDefinitionsOut
 
@@ -49,58 +47,6 @@ class OutcomeDefinitions(Resource):
         return json_response(_definitions_out.dump(settings().rules.describe()))
 
 
-def _option(option: AnswerOption) -> dict[str, Any]:
-    return {"value": option.value, "label": option.label, "loinc_code": option.loinc_code}
-
-
-def instrument_data(instrument: Instrument) -> dict[str, Any]:
-    """A catalogue entry as InstrumentOut expects it."""
-    difficulty = instrument.difficulty_item
-    return {
-        "code": instrument.code,
-        "name": instrument.name,
-        "respondent": instrument.respondent,
-        "instrument_version": instrument.instrument_version,
-        "scoring_version": instrument.scoring_version,
-        "item_count": instrument.item_count,
-        "total_min": instrument.total_min,
-        "total_max": instrument.total_max,
-        "scoring": instrument.scoring,
-        "direction": instrument.direction,
-        "recall_period": instrument.recall_period,
-        "instructions": instrument.instructions,
-        "items": [
-            {
-                "number": item.number,
-                "min": item.low,
-                "max": item.high,
-                "text": item.text,
-                "domain": item.domain,
-                "loinc_code": item.loinc_code,
-                "safety_item": item.number == instrument.safety_item,
-            }
-            for item in instrument.items
-        ],
-        "answer_options": [_option(o) for o in instrument.answer_options],
-        "difficulty_item": None
-        if difficulty is None
-        else {
-            "number": difficulty.number,
-            "text": difficulty.text,
-            "loinc_code": difficulty.loinc_code,
-            "answer_options": [_option(o) for o in difficulty.options],
-        },
-        "bands": [
-            {"code": b.code, "label": b.label, "min": b.low, "max": b.high}
-            for b in instrument.bands
-        ],
-        "loinc_panel": instrument.loinc_panel,
-        "loinc_total": instrument.loinc_total,
-        "licence": instrument.licence,
-        "copyright": instrument.copyright,
-    }
-
-
 @ns.route("")
 class Instruments(Resource):
     @require_auth()
@@ -119,8 +65,7 @@ class Instruments(Resource):
         verified ones; else null), answer labels, and item text only where the licence allows
         (PHQ-9, GAD-7). Not paged: the catalogue is small.
         """
-        items = [instrument_data(i) for i in CATALOGUE.values()]
-        return json_response(_list_out.dump({"items": items}))
+        return json_response(_list_out.dump({"items": list(CATALOGUE.values())}))
 
 
 @ns.route("/<code>")
@@ -136,4 +81,4 @@ class InstrumentItem(Resource):
     )
     def get(self, code: str) -> Response:
         """One instrument"""
-        return json_response(_out.dump(instrument_data(get_instrument(code))))
+        return json_response(_out.dump(get_instrument(code)))

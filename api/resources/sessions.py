@@ -32,13 +32,10 @@ from models.sessions import (
     Setting,
     TreatmentSession,
     add_observation,
-    dose_flags,
     get_session,
     live_sessions,
-    monitoring_checklist,
     session_numbers,
 )
-from schemas.common import format_offset
 from schemas.sessions import (
     ObservationIn,
     ObservationListOut,
@@ -47,6 +44,7 @@ from schemas.sessions import (
     SessionListOut,
     SessionOut,
     SessionUpdate,
+    session_read,
 )
 
 ns = Namespace("sessions", path="/patients", description="Treatment sessions")
@@ -60,8 +58,8 @@ def _may_write(session_setting: Setting | str) -> None:
         raise ApiError(403, "Patients record home sessions only.", slug="forbidden")
 
 
-def _observations(db: Session, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
-    found: dict[uuid.UUID, list[Any]] = {sid: [] for sid in session_ids}
+def _observations(db: Session, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Observation]]:
+    found: dict[uuid.UUID, list[Observation]] = {sid: [] for sid in session_ids}
     if session_ids:
         rows = db.scalars(
             select(Observation)
@@ -73,40 +71,14 @@ def _observations(db: Session, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     return found
 
 
-def session_data(
-    session: TreatmentSession, number: int | None, observations: list[Observation]
-) -> dict[str, Any]:
-    """A session's fields as SessionOut expects them."""
-    return {
-        "id": session.id,
-        "patient_id": session.patient_id,
-        "number": number,
-        "status": session.status.value,
-        "started_at": session.started_at,
-        "utc_offset": format_offset(session.utc_offset_minutes),
-        "ended_at": session.ended_at,
-        "discharged_at": session.discharged_at,
-        "drug": session.drug.value,
-        "route": session.route.value,
-        "dose_mg": session.dose_mg,
-        "weight_kg": session.weight_kg,
-        "dose_mg_per_kg": session.dose_mg_per_kg,
-        "dose_flags": dose_flags(session),
-        "setting": session.setting.value,
-        "concomitant_medications": session.concomitant_medications or [],
-        "adverse_events": session.adverse_events or [],
-        "notes": session.notes,
-        "monitoring": [vars(item) for item in monitoring_checklist(session, observations)],
-        "created_at": session.created_at,
-        "updated_at": session.updated_at,
-        "version": session.version,
-    }
+# Kept for api/resources/reports.py (the export) until it dumps records itself.
+session_data = session_read
 
 
 def _view(db: Session, session: TreatmentSession) -> dict[str, Any]:
     numbers = session_numbers(session.patient_id).subquery()
     number = db.scalar(select(numbers.c.number).where(numbers.c.session_id == session.id))
-    return _out.dump(session_data(session, number, _observations(db, [session.id])[session.id]))
+    return _out.dump(session_read(session, number, _observations(db, [session.id])[session.id]))
 
 
 @ns.route("/<patient_id>/sessions")
@@ -216,7 +188,7 @@ class Sessions(Resource):
             key_of=lambda row: (row[0].started_at, row[0].id),
         )
         observations = _observations(db, [row[0].id for row in rows])
-        items = [session_data(s, n, observations[s.id]) for s, n in rows]
+        items = [session_read(s, n, observations[s.id]) for s, n in rows]
         return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -311,22 +283,9 @@ class SessionItem(Resource):
         return empty_response()
 
 
-def observation_data(observation: Observation) -> dict[str, Any]:
-    """An observation's fields as ObservationOut expects them."""
-    return {
-        "id": observation.id,
-        "session_id": observation.session_id,
-        "observed_at": observation.observed_at,
-        "utc_offset": format_offset(observation.utc_offset_minutes),
-        "systolic": observation.systolic,
-        "diastolic": observation.diastolic,
-        "heart_rate": observation.heart_rate,
-        "spo2": observation.spo2,
-        "sedation_moaas": observation.sedation_moaas,
-        "cadss_total": observation.cadss_total,
-        "note": observation.note,
-        "created_at": observation.created_at,
-    }
+def observation_data(observation: Observation) -> Observation:
+    """Kept for api/resources/reports.py (the export): ObservationOut dumps the object."""
+    return observation
 
 
 _READINGS = ("systolic", "diastolic", "heart_rate", "spo2", "sedation_moaas", "cadss_total")
@@ -380,7 +339,7 @@ class Observations(Resource):
         db.commit()
         # Observations have no URL of their own and no versions: no Location, no ETag.
         return created_response(
-            _obs_out.dump(observation_data(observation)),
+            _obs_out.dump(observation),
             record_id=observation.id,
             etag=None,
             created=created,
@@ -405,5 +364,5 @@ class Observations(Resource):
         pid = resolve_patient_id(patient_id)
         db = get_db()
         session = get_session(db=db, patient_id=pid, session_id=path_id(session_id))
-        items = [observation_data(o) for o in _observations(db, [session.id])[session.id]]
+        items = _observations(db, [session.id])[session.id]
         return json_response(_obs_list_out.dump({"items": items}))
