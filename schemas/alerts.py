@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
+
+from schemas.common import RecordOut
 
 
-class AlertOut(Schema):
+class AlertOut(RecordOut):
     """An alert raised by a patient's record; `details` holds numbers and codes only."""
 
     id = fields.UUID(required=True)

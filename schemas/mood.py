@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.common import StrictInteger, StrictNumber, Text, note_field, occurred_at_field
+from schemas.common import (
+    StrictInteger,
+    StrictNumber,
+    Text,
+    UtcOffset,
+    note_field,
+    occurred_at_field,
+)
 
 MAX_BATCH = 500
 
@@ -62,8 +69,10 @@ class MoodEntryOut(Schema):
     id = fields.UUID(required=True)
     patient_id = fields.UUID(required=True)
     occurred_at = fields.AwareDateTime(required=True, metadata={"description": "UTC instant."})
-    utc_offset = fields.String(
-        required=True, metadata={"description": "The offset the phone sent, e.g. -08:00."}
+    utc_offset = UtcOffset(
+        attribute="utc_offset_minutes",
+        required=True,
+        metadata={"description": "The offset the phone sent, e.g. -08:00."},
     )
     local_date = fields.Date(required=True, metadata={"description": "The patient's local date."})
     mood = fields.Integer(required=True)

@@ -115,13 +115,14 @@ def _openapi_validator() -> Any:
 
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
     # openapi-core knows application/json only; problem+json and FHIR's fhir+json are JSON too.
-    # It reads text/html and text/plain as text, and must read CSV so too: the contract types
-    # it as a string, which a generated client returns as the text it is.
+    # It reads text/html and text/plain as text, and must read CSV and SVG so too: the
+    # contract types them as strings, which a generated client returns as the text they are.
     config = Config(
         extra_media_type_deserializers={
             "application/problem+json": json_loads,
             "application/fhir+json": json_loads,
             "text/csv": plain_loads,
+            "image/svg+xml": plain_loads,
         }
     )
     openapi = OpenAPI.from_dict(spec, config=config)

@@ -10,12 +10,13 @@ from flask_restx import Namespace, Resource
 from sqlalchemy import Row
 
 from api.audit import note_actor
-from api.auth import STAFF_ROLES, current_principal, require_auth
+from api.auth import current_principal, require_auth
 from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import not_found
 from api.http import empty_response, json_response, load_body, require_if_match
 from api.limits import client_address
+from api.signin import token_pair
 from models.accounts import (
     Role,
     User,
@@ -52,7 +53,7 @@ me_ns = Namespace("me", path="/me", description="The caller's own account")
 users_ns = Namespace("users", path="/users", description="Staff accounts (admin)")
 
 _register_in, _login_in, _refresh_in = RegisterIn(), LoginIn(), RefreshIn()
-_token_out, _user_out, _mfa_out = TokenPairOut(), UserOut(), MfaRequiredOut()
+_user_out, _mfa_out = UserOut(), MfaRequiredOut()
 _me_update, _password_in = MeUpdate(), PasswordChangeIn()
 _user_create_in, _user_update = UserCreateIn(), UserUpdate()
 _accepted_out, _confirm_in = RegisterAcceptedOut(), RegisterConfirmIn()
@@ -73,27 +74,6 @@ def user_view(user: User | Row[Any]) -> dict[str, Any]:
             "timezone": user.timezone,
             "created_at": user.created_at,
             "disabled": user.disabled_at is not None,
-        }
-    )
-
-
-def token_pair(user: User, family_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
-    """A fresh access token for the session, with its refresh token, as TokenPairOut."""
-    services = _services()
-    tokens = services.tokens
-    access = tokens.issue(user_id=user.id, role=user.role.value, family_id=family_id, now=utcnow())
-    enrol = (
-        services.settings.require_staff_2fa
-        and user.role in STAFF_ROLES
-        and not has_second_factor(db=get_db(), user_id=user.id)
-    )
-    return _token_out.dump(
-        {
-            "access_token": access,
-            "refresh_token": refresh_token,
-            "token_type": "Bearer",
-            "expires_in": int(tokens.ttl.total_seconds()),
-            "second_factor_enrolment_required": enrol,
         }
     )
 

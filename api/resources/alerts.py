@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
@@ -25,29 +24,16 @@ from models.alerts import (
     priority_rank,
 )
 from models.base import utcnow
+from schemas.common import Read
 from schemas.inbox import AlertAcknowledgeIn, AlertInboxOut, AlertListOut
 
 ns = Namespace("alerts", path="/", description="Clinician alerts")
 _item_out, _list_out, _ack_in = AlertInboxOut(), AlertListOut(), AlertAcknowledgeIn()
 
 
-def _alert_view(alert: Alert, display_name: str) -> dict[str, Any]:
-    return {
-        "id": alert.id,
-        "patient_id": alert.patient_id,
-        "patient_display_name": display_name,
-        "rule": alert.rule,
-        "priority": alert.priority,
-        "source_type": alert.source_type,
-        "source_id": alert.source_id,
-        "created_at": alert.created_at,
-        "acknowledged_at": alert.acknowledged_at,
-        "acknowledged_by_id": alert.acknowledged_by_id,
-        "acknowledgement_note": alert.acknowledgement_note,
-        "ruleset_version": alert.ruleset_version,
-        "escalated_at": alert.escalated_at,
-        "details": alert.details,
-    }
+def _alert_read(alert: Alert, display_name: str) -> Read:
+    """An alert as the inbox shows it: the row and the patient's display name."""
+    return Read(alert, {"patient_display_name": display_name})
 
 
 def _status() -> str:
@@ -69,7 +55,7 @@ def _page(patient_id: uuid.UUID | None) -> Response:
     )
     # A page touching several patients is a read of each one's data (audited per patient).
     note_patients(alert.patient_id for alert, _name in rows)
-    items = [_alert_view(alert, name) for alert, name in rows]
+    items = [_alert_read(alert, name) for alert, name in rows]
     return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -145,7 +131,7 @@ class AlertItem(Resource):
             db=get_db(), clinician_id=current_principal().id, alert_id=path_id(alert_id)
         )
         note_patients([alert.patient_id])
-        return json_response(_item_out.dump(_alert_view(alert, name)))
+        return json_response(_item_out.dump(_alert_read(alert, name)))
 
 
 @ns.route("/alerts/<alert_id>/acknowledge")
@@ -183,4 +169,4 @@ class AlertAcknowledge(Resource):
         )
         note_patients([alert.patient_id])
         db.commit()
-        return json_response(_item_out.dump(_alert_view(alert, name)))
+        return json_response(_item_out.dump(_alert_read(alert, name)))

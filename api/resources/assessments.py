@@ -49,11 +49,6 @@ def crisis_block(settings: Settings) -> dict[str, Any]:
     }
 
 
-def assessment_data(assessment: Assessment) -> Assessment:
-    """Kept for api/resources/reports.py (the export): AssessmentOut dumps the object."""
-    return assessment
-
-
 @ns.route("/<patient_id>/assessments")
 class Assessments(Resource):
     @require_auth(Role.patient, Role.clinician)

@@ -17,7 +17,7 @@ from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import validation_error
 from api.http import json_response, keyset_page
-from api.resources.trends import date_range
+from api.query import date_range
 from models.accounts import Role, User
 from models.audit import AuditEvent, AuditSubject
 from schemas.audit import AccessLogOut, AuditEventListOut

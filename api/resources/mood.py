@@ -28,7 +28,7 @@ from api.http import (
 from models.accounts import Role
 from models.mood import MoodEntry, get_entry
 from models.mood_writes import create_entries, create_entry, delete_entry, update_entry
-from schemas.common import SQL_INTEGER_MAX, format_offset, query_whole_number
+from schemas.common import SQL_INTEGER_MAX, query_whole_number
 from schemas.mood import (
     MoodEntryBatchIn,
     MoodEntryBatchItemsIn,
@@ -48,30 +48,9 @@ _batch_in, _batch_out = MoodEntryBatchItemsIn(), MoodEntryBatchOut()
 _MAX_SEQ = SQL_INTEGER_MAX
 
 
-def entry_data(entry: MoodEntry) -> dict[str, Any]:
-    """An entry's fields as MoodEntryOut expects them (not yet serialised)."""
-    return {
-        "id": entry.id,
-        "patient_id": entry.patient_id,
-        "occurred_at": entry.occurred_at,
-        "utc_offset": format_offset(entry.utc_offset_minutes),
-        "local_date": entry.local_date,
-        "mood": entry.mood,
-        "anxiety": entry.anxiety,
-        "energy": entry.energy,
-        "sleep_hours": entry.sleep_hours,
-        "note": entry.note,
-        "session_id": entry.session_id,
-        "phase": entry.phase,
-        "created_at": entry.created_at,
-        "updated_at": entry.updated_at,
-        "version": entry.version,
-    }
-
-
 def entry_view(entry: MoodEntry) -> dict[str, Any]:
     """An entry as MoodEntryOut renders it."""
-    return _out.dump(entry_data(entry))
+    return _out.dump(entry)
 
 
 @ns.route("/<patient_id>/mood-entries")
@@ -177,7 +156,7 @@ class MoodEntries(Resource):
             keys=(MoodEntry.occurred_at, MoodEntry.id),
             key_of=lambda row: (row[0].occurred_at, row[0].id),
         )
-        items = [entry_data(row[0]) for row in rows]
+        items = [row[0] for row in rows]
         return json_response(_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -236,7 +215,7 @@ def _sync(db: Any, patient_id: uuid.UUID, since_raw: str | None, *, field: str) 
             "id": e.id,
             "deleted": e.deleted_at is not None,
             "updated_at": e.updated_at,
-            "entry": None if e.deleted_at is not None else entry_data(e),
+            "entry": None if e.deleted_at is not None else e,
         }
         for e in rows
     ]
@@ -321,7 +300,7 @@ class MoodEntryBatch(Resource):
                 {
                     "index": index,
                     "status": outcome.status,
-                    "entry": entry_data(outcome.entry) if outcome.entry is not None else None,
+                    "entry": outcome.entry,
                     "problem": problem,
                 }
             )
@@ -426,8 +405,6 @@ class MoodEntryItem(Resource):
         db = get_db()
         entry = get_entry(db=db, patient_id=pid, entry_id=entry_id)
         require_if_match(entry.etag)
-        delete_entry(
-            db=db, entry=entry, actor_id=current_principal().id, rules=settings().rules
-        )
+        delete_entry(db=db, entry=entry, actor_id=current_principal().id, rules=settings().rules)
         db.commit()
         return empty_response()

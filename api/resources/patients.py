@@ -36,9 +36,7 @@ def _organisation_filter() -> uuid.UUID | None:
         organisation_id = uuid.UUID(raw)
     except ValueError:
         raise validation_error({"organisation_id": ["Must be a UUID."]}) from None
-    if organisation_id not in clinician_organisations(
-        db=get_db(), user_id=current_principal().id
-    ):
+    if organisation_id not in clinician_organisations(db=get_db(), user_id=current_principal().id):
         raise validation_error(
             {"organisation_id": ["Not an organisation where you work as a clinician."]}
         )

@@ -18,12 +18,9 @@ from api.contract import API_HEADERS, Reply, operation
 from api.db import get_db, settings
 from api.errors import validation_error
 from api.http import encode_json, json_response
+from api.query import date_range, metric_arg
 from api.render.chart import SVG_MEDIA_TYPE, render_chart
 from api.render.page import CONTENT_SECURITY_POLICY, HTML_MEDIA_TYPE, render_report_page
-from api.resources.assessments import assessment_data
-from api.resources.mood import entry_data
-from api.resources.sessions import observation_data, session_data
-from api.resources.trends import date_range, metric_arg
 from models.accounts import Role, User
 from models.analytics import baseline, completed_sessions
 from models.base import utcnow
@@ -42,6 +39,7 @@ from models.reports import Report as ComputedReport
 from schemas.common import format_offset
 from schemas.fhir import FHIR_JSON, bundle
 from schemas.reports import ExportOut, ReportOut
+from schemas.sessions import session_read
 
 ns = Namespace("reports", path="/patients", description="Clinician reports and charts")
 export_ns = Namespace("export", path="/me", description="The patient's own export")
@@ -485,7 +483,7 @@ def _export_body(records: Records) -> dict[str, Any]:
         observations.setdefault(observation.session_id, []).append(observation)
     sessions = []
     for session in records.sessions:
-        data = session_data(
+        data = session_read(
             session, records.session_numbers.get(session.id), observations.get(session.id, [])
         )
         sessions.append(data)
@@ -500,39 +498,12 @@ def _export_body(records: Records) -> dict[str, Any]:
             "created_at": records.patient.created_at,
             "disabled": records.patient.disabled_at is not None,
         },
-        "mood_entries": [entry_data(e) for e in records.mood_entries],
-        "mood_entry_versions": [
-            {
-                "entry_id": v.entry_id,
-                "version": v.version,
-                "snapshot": v.snapshot,
-                "changed_at": v.changed_at,
-                "changed_by_id": v.changed_by_id,
-                "change": v.change,
-            }
-            for v in records.mood_entry_versions
-        ],
-        "assessments": [assessment_data(a) for a in records.assessments],
+        "mood_entries": records.mood_entries,
+        "mood_entry_versions": records.mood_entry_versions,
+        "assessments": records.assessments,
         "sessions": sessions,
-        "observations": [observation_data(o) for o in records.observations],
-        "alerts": [
-            {
-                "id": a.id,
-                "patient_id": a.patient_id,
-                "rule": a.rule,
-                "priority": a.priority,
-                "source_type": a.source_type,
-                "source_id": a.source_id,
-                "created_at": a.created_at,
-                "acknowledged_at": a.acknowledged_at,
-                "acknowledged_by_id": a.acknowledged_by_id,
-                "acknowledgement_note": a.acknowledgement_note,
-                "ruleset_version": a.ruleset_version,
-                "escalated_at": a.escalated_at,
-                "details": a.details,
-            }
-            for a in records.alerts
-        ],
+        "observations": records.observations,
+        "alerts": records.alerts,
         "care_links": [
             {
                 "id": link.id,

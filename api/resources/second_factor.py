@@ -14,7 +14,7 @@ from api.contract import Reply, operation
 from api.db import get_db
 from api.errors import unauthorized
 from api.http import empty_response, json_response, load_body
-from api.resources.accounts import token_pair
+from api.signin import token_pair
 from api.tokens import TokenRejected
 from models.accounts import RevokedAccessToken, User, revoke_access_token, start_session
 from models.base import utcnow

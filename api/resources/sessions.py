@@ -71,10 +71,6 @@ def _observations(db: Session, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     return found
 
 
-# Kept for api/resources/reports.py (the export) until it dumps records itself.
-session_data = session_read
-
-
 def _view(db: Session, session: TreatmentSession) -> dict[str, Any]:
     numbers = session_numbers(session.patient_id).subquery()
     number = db.scalar(select(numbers.c.number).where(numbers.c.session_id == session.id))
@@ -281,11 +277,6 @@ class SessionItem(Resource):
         delete_session(db=db, session=session, rules=settings().rules)
         db.commit()
         return empty_response()
-
-
-def observation_data(observation: Observation) -> Observation:
-    """Kept for api/resources/reports.py (the export): ObservationOut dumps the object."""
-    return observation
 
 
 _READINGS = ("systolic", "diastolic", "heart_rate", "spo2", "sedation_moaas", "cadss_total")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date
 from typing import Any
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
-from marshmallow import ValidationError
 
 from api.auth import require_auth, resolve_patient_id
 from api.contract import Reply, operation
 from api.db import get_db, settings
 from api.errors import ApiError, validation_error
 from api.http import json_response, path_id
+from api.query import date_range, metric_arg
 from models.accounts import Role
 from models.analytics import (
     BUCKETS,
@@ -29,36 +28,9 @@ from models.analytics import (
 )
 from models.sessions import SessionStatus, get_session
 from schemas.analytics import CourseOut, EffectOut, TrendOut, dump_buckets, dump_rolling
-from schemas.common import query_date
 
 ns = Namespace("trends", path="/patients", description="Trend reports")
 _trend_out, _effect_out, _course_out = TrendOut(), EffectOut(), CourseOut()
-
-
-def metric_arg(default: str | None = None) -> str:
-    """``metric`` query parameter: one of the known metrics, else 422."""
-    metric = request.args.get("metric", default)
-    if metric not in METRICS:
-        raise validation_error({"metric": [f"Must be one of: {', '.join(METRICS)}."]})
-    return metric
-
-
-def _date_arg(name: str) -> date | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        return query_date(raw)
-    except ValidationError as exc:
-        raise validation_error({name: list(exc.messages)}) from None
-
-
-def date_range() -> tuple[date | None, date | None]:
-    """``from`` and ``to`` local dates, both inclusive; from after to is 422."""
-    date_from, date_to = _date_arg("from"), _date_arg("to")
-    if date_from and date_to and date_from > date_to:
-        raise validation_error({"from": ["Must not be after `to`."]})
-    return date_from, date_to
 
 
 @ns.route("/<patient_id>/trends")
