@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.common import PageOut, Text
+from schemas.common import PageOut, RecordOut, Text
 
 
 class InviteIn(Schema):
@@ -36,7 +36,7 @@ class PersonOut(Schema):
     role = fields.String(required=True)
 
 
-class CareLinkOut(Schema):
+class CareLinkOut(RecordOut):
     """A live link between a patient and a clinician."""
 
     id = fields.UUID(required=True)

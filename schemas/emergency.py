@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.common import PageOut, Text
+from schemas.common import PageOut, RecordOut, Text
 
 
 class EmergencyAccessIn(Schema):
@@ -29,7 +29,7 @@ class EmergencyAccessOut(Schema):
     expires_at = fields.AwareDateTime(required=True)
 
 
-class EmergencyAccessReviewOut(Schema):
+class EmergencyAccessReviewOut(RecordOut):
     """An emergency access as the organisation's admins review it."""
 
     id = fields.UUID(required=True)

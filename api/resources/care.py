@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response, request
 from flask_restx import Namespace, Resource
 from sqlalchemy.orm import aliased
@@ -24,24 +22,16 @@ from models.care import (
     links_of,
 )
 from schemas.care import CareLinkIn, CareLinkListOut, CareLinkOut, InviteIn, InviteOut
+from schemas.common import Read
 
 ns = Namespace("care", path="/", description="Invites and care links")
 _invite_in, _invite_out, _link_in = InviteIn(), InviteOut(), CareLinkIn()
 _link_out, _link_list_out = CareLinkOut(), CareLinkListOut()
 
 
-def _person(user: User) -> dict[str, Any]:
-    return {"id": user.id, "display_name": user.display_name, "role": user.role.value}
-
-
-def _link_view(link: CareLink, patient: User, clinician: User) -> dict[str, Any]:
-    return {
-        "id": link.id,
-        "patient": _person(patient),
-        "clinician": _person(clinician),
-        "organisation_id": link.organisation_id,
-        "created_at": link.created_at,
-    }
+def _link_read(link: CareLink, patient: User, clinician: User) -> Read:
+    """A care link with the two people it links (PersonOut dumps the users)."""
+    return Read(link, {"patient": patient, "clinician": clinician})
 
 
 @ns.route("/invites")
@@ -122,7 +112,7 @@ class CareLinks(Resource):
         clinician = db.get(User, link.clinician_id)
         if clinician is None:  # deleted between commit and read
             raise not_found()
-        return json_response(_link_out.dump(_link_view(link, patient, clinician)), 201)
+        return json_response(_link_out.dump(_link_read(link, patient, clinician)), 201)
 
     @require_auth(Role.patient, Role.clinician)
     @operation(
@@ -152,7 +142,7 @@ class CareLinks(Resource):
             keys=(CareLink.created_at, CareLink.id),
             key_of=lambda row: (row[0].created_at, row[0].id),
         )
-        items = [_link_view(link, p, c) for link, p, c in rows]
+        items = [_link_read(link, p, c) for link, p, c in rows]
         return json_response(_link_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 

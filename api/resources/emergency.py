@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response, request
 from flask_restx import Namespace, Resource
 
@@ -17,6 +15,7 @@ from models.accounts import Role
 from models.base import utcnow
 from models.emergency import EmergencyAccess, mark_reviewed, open_emergency_access, review_list
 from models.errors import NotFound
+from schemas.common import Read
 from schemas.emergency import (
     EmergencyAccessIn,
     EmergencyAccessOut,
@@ -90,22 +89,16 @@ class OpenEmergencyAccess(Resource):
         return json_response(_out.dump(body), 201)
 
 
-def _review_view(grant: EmergencyAccess, patient: str, clinician: str) -> dict[str, Any]:
-    return {
-        "id": grant.id,
-        "organisation_id": grant.organisation_id,
-        "patient_id": grant.patient_id,
+def _review_read(grant: EmergencyAccess, patient: str, clinician: str) -> Read:
+    """An emergency access as the org admins review it: the grant, the two names, and
+    whether it still runs and has been reviewed."""
+    extra = {
         "patient_display_name": patient,
-        "clinician_id": grant.clinician_id,
         "clinician_display_name": clinician,
-        "reason": grant.reason,
-        "started_at": grant.started_at,
-        "expires_at": grant.expires_at,
         "active": grant.expires_at > utcnow(),
         "reviewed": grant.reviewed_at is not None,
-        "reviewed_at": grant.reviewed_at,
-        "reviewed_by_id": grant.reviewed_by_id,
     }
+    return Read(grant, extra)
 
 
 def _reviewed_filter() -> bool | None:
@@ -145,7 +138,7 @@ class EmergencyAccesses(Resource):
         )
         # The list names patients: a read about each, in their access logs.
         note_patients(grant.patient_id for grant, _p, _c in rows)
-        items = [_review_view(*row) for row in rows]
+        items = [_review_read(*row) for row in rows]
         return json_response(_review_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -177,4 +170,4 @@ class ReviewEmergencyAccess(Resource):
         )
         note_patients([grant.patient_id])
         db.commit()
-        return json_response(_review_out.dump(_review_view(grant, patient, clinician)))
+        return json_response(_review_out.dump(_review_read(grant, patient, clinician)))

@@ -36,7 +36,7 @@ from models.reports import (
     report,
 )
 from models.reports import Report as ComputedReport
-from schemas.common import format_offset
+from schemas.common import Read, format_offset
 from schemas.fhir import FHIR_JSON, bundle
 from schemas.reports import ExportOut, ReportOut
 from schemas.sessions import session_read
@@ -505,14 +505,7 @@ def _export_body(records: Records) -> dict[str, Any]:
         "observations": records.observations,
         "alerts": records.alerts,
         "care_links": [
-            {
-                "id": link.id,
-                "patient": _person(records.patient),
-                "clinician": _person(clinician),
-                "organisation_id": link.organisation_id,
-                "created_at": link.created_at,
-                "ended_at": link.ended_at,
-            }
+            Read(link, {"patient": records.patient, "clinician": clinician})
             for link, clinician in records.care_links
         ],
     }
@@ -529,10 +522,6 @@ def _export_body(records: Records) -> dict[str, Any]:
         )
     }
     return body
-
-
-def _person(user: User) -> dict[str, Any]:
-    return {"id": user.id, "display_name": user.display_name, "role": user.role.value}
 
 
 @export_ns.route("/export")
