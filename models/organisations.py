@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    ScalarSelect,
     Select,
     String,
     UniqueConstraint,
@@ -134,6 +135,17 @@ def active_membership(
         Membership.disabled_at.is_(None),
     )
     return stmt if role is None else stmt.where(Membership.role == role.value)
+
+
+def active_member_count() -> ScalarSelect[int]:
+    """The number of active members of the organisation of the enclosing query (a correlated
+    count, so a page of organisations is one statement)."""
+    return (
+        select(func.count())
+        .where(Membership.organisation_id == Organisation.id, Membership.disabled_at.is_(None))
+        .correlate(Organisation)
+        .scalar_subquery()
+    )
 
 
 def clinician_organisations(*, db: Session, user_id: uuid.UUID) -> list[uuid.UUID]:

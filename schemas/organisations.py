@@ -10,6 +10,7 @@ from models.organisations import MemberRole
 from schemas.common import (
     EmailText,
     PageOut,
+    RecordOut,
     Text,
     TimeZoneField,
     display_name_field,
@@ -43,7 +44,7 @@ class OrganisationUpdate(Schema):
     name = organisation_name_field(required=True)
 
 
-class OrganisationOut(Schema):
+class OrganisationOut(RecordOut):
     """An organisation."""
 
     id = fields.UUID(required=True)
@@ -65,7 +66,7 @@ class StaffInviteIn(Schema):
     role = Text(required=True, validate=validate.OneOf(_MEMBER_ROLES))
 
 
-class StaffInviteOut(Schema):
+class StaffInviteOut(RecordOut):
     """A new staff invite; the code is shown only this once."""
 
     id = fields.UUID(required=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response, current_app
 from flask_restx import Namespace, Resource
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.audit import note_actor
 from api.auth import current_principal, organisation_as_admin, require_auth
@@ -29,6 +29,7 @@ from models.organisations import (
     Membership,
     Organisation,
     accept_staff_invite,
+    active_member_count,
     change_member,
     create_organisation,
     create_staff_invite,
@@ -37,6 +38,7 @@ from models.organisations import (
     rename_organisation,
 )
 from models.second_factor import has_second_factor, reset_second_factor, second_factor_on
+from schemas.common import Read
 from schemas.organisations import (
     MemberListOut,
     MemberOut,
@@ -59,35 +61,13 @@ _invite_in, _invite_out, _accept_in = StaffInviteIn(), StaffInviteOut(), StaffIn
 _member_out, _member_list_out, _member_update = MemberOut(), MemberListOut(), MemberUpdate()
 
 
-def _active_members(organisation: Organisation) -> int:
-    return (
-        get_db().scalar(
-            select(func.count()).where(
-                Membership.organisation_id == organisation.id, Membership.disabled_at.is_(None)
-            )
+def _organisation_read(organisation: Organisation, members: int | None = None) -> Read:
+    """An organisation with its number of active members (counted here when not given)."""
+    if members is None:
+        members = get_db().scalar(
+            select(active_member_count()).where(Organisation.id == organisation.id)
         )
-        or 0
-    )
-
-
-def _organisation_view(organisation: Organisation) -> dict[str, Any]:
-    return {
-        "id": organisation.id,
-        "name": organisation.name,
-        "created_at": organisation.created_at,
-        "members": _active_members(organisation),
-    }
-
-
-def _invite_view(invite: Any, code: str) -> dict[str, Any]:
-    return {
-        "id": invite.id,
-        "organisation_id": invite.organisation_id,
-        "email": invite.email,
-        "role": invite.role,
-        "code": code,
-        "expires_at": invite.expires_at,
-    }
+    return Read(organisation, {"members": members or 0})
 
 
 def member_view(
@@ -152,10 +132,8 @@ class Organisations(Resource):
             now=now,
         )
         db.commit()
-        body = {
-            **_organisation_view(organisation),
-            "first_admin_invite": _invite_view(invite, code),
-        }
+        counted = _organisation_read(organisation).extra
+        body = Read(organisation, {**counted, "first_admin_invite": Read(invite, {"code": code})})
         return json_response(_org_created_out.dump(body), 201, etag=organisation.etag)
 
     @require_auth(Role.admin)
@@ -175,12 +153,14 @@ class Organisations(Resource):
         """
         rows, next_cursor = keyset_page(
             get_db(),
-            select(Organisation).order_by(Organisation.created_at, Organisation.id),
+            select(Organisation, active_member_count()).order_by(
+                Organisation.created_at, Organisation.id
+            ),
             keys=(Organisation.created_at, Organisation.id),
             key_of=lambda row: (row[0].created_at, row[0].id),
             descending=False,
         )
-        items = [_organisation_view(organisation) for (organisation,) in rows]
+        items = [_organisation_read(organisation, members) for organisation, members in rows]
         return json_response(_org_list_out.dump({"items": items, "next_cursor": next_cursor}))
 
 
@@ -207,7 +187,7 @@ class OrganisationItem(Resource):
         """
         organisation = _organisation_or_404(organisation_id)
         return json_response(
-            _org_out.dump(_organisation_view(organisation)), etag=organisation.etag
+            _org_out.dump(_organisation_read(organisation)), etag=organisation.etag
         )
 
     @require_auth(Role.admin)
@@ -240,7 +220,7 @@ class OrganisationItem(Resource):
         db.commit()
         db.refresh(organisation)
         return json_response(
-            _org_out.dump(_organisation_view(organisation)), etag=organisation.etag
+            _org_out.dump(_organisation_read(organisation)), etag=organisation.etag
         )
 
 
@@ -313,7 +293,7 @@ class StaffInvites(Resource):
             now=utcnow(),
         )
         db.commit()
-        return json_response(_invite_out.dump(_invite_view(invite, code)), 201)
+        return json_response(_invite_out.dump(Read(invite, {"code": code})), 201)
 
 
 @ns.route("/<organisation_id>/members/<user_id>")
