@@ -121,6 +121,7 @@ POSITIVE_REJECTIONS: dict[str, Rejections] = {
     "DELETE /api/v1/me": {**_ROLE, 422: NOT_MINE},
     "PATCH /api/v1/me": {412: STALE},
     "GET /api/v1/me/export": _ROLE,
+    "GET /api/v1/me/export.fhir.json": _ROLE,
     "POST /api/v1/me/password": {422: NOT_MINE},
     "GET /api/v1/organisations": {403: OPERATOR, 422: CURSOR},
     "POST /api/v1/organisations": {403: OPERATOR},
@@ -160,6 +161,9 @@ POSITIVE_REJECTIONS: dict[str, Rejections] = {
         422: "422: a generated organisation_id where the patient is not cared for",
     },
     "GET /api/v1/patients/{patient_id}/mood-entries": _LIST,
+    "GET /api/v1/patients/{patient_id}/mood-entries/changes": {
+        422: "422: `since` is any string; only 0 or a next_cursor this API issued is valid"
+    },
     "POST /api/v1/patients/{patient_id}/mood-entries": {
         **_ROLE,
         409: REPLAY,
@@ -177,6 +181,9 @@ POSITIVE_REJECTIONS: dict[str, Rejections] = {
         422: "422: the merged entry breaks a create rule (e.g. phase without a session)",
     },
     "GET /api/v1/patients/{patient_id}/report": {422: RANGE},
+    "GET /api/v1/patients/{patient_id}/report.csv": {422: RANGE},
+    "GET /api/v1/patients/{patient_id}/report.fhir.json": {422: RANGE},
+    "GET /api/v1/patients/{patient_id}/report.html": {422: RANGE},
     "GET /api/v1/patients/{patient_id}/sessions": _LIST,
     "POST /api/v1/patients/{patient_id}/sessions": {
         403: "403: patients record home sessions only",
