@@ -107,6 +107,7 @@ POSITIVE_REJECTIONS: dict[str, Rejections] = {
     "POST /api/v1/auth/2fa/verify": {401: CREDENTIALS},
     "POST /api/v1/auth/login": {
         401: CREDENTIALS,
+        422: TEXT,
         429: "429: the lockout after repeated wrong passwords for one address",
     },
     "POST /api/v1/auth/refresh": {401: CREDENTIALS},
