@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -133,18 +134,24 @@ def build_message(*, sender: str, to: str, subject: str, body: str) -> EmailMess
     return message
 
 
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one client TLS context: loading the CA store costs about 50 ms of CPU,
+    too much to pay per message (an SSLContext is safe to share between threads)."""
+    return ssl.create_default_context()
+
+
 def send_message(relay: Relay, message: EmailMessage, *, timeout: float) -> None:
     """Hand one message to the relay now (raises OSError or SMTPException on failure)."""
     if relay.scheme == "smtps":
-        context = ssl.create_default_context()
         client: smtplib.SMTP = smtplib.SMTP_SSL(
-            relay.host, relay.port, timeout=timeout, context=context
+            relay.host, relay.port, timeout=timeout, context=tls_context()
         )
     else:
         client = smtplib.SMTP(relay.host, relay.port, timeout=timeout)
     with client:
         if relay.scheme == "smtp+starttls":
-            client.starttls(context=ssl.create_default_context())
+            client.starttls(context=tls_context())
         if relay.username:
             client.login(relay.username, relay.password or "")
         client.send_message(message)

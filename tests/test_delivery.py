@@ -640,3 +640,32 @@ def test_an_organisations_endpoint_hears_of_its_own_patients_only(app, client, d
         assert [h["id"] for h in listed] == [hook.get_json()["id"]]
     finally:
         receiver_b.stop()
+
+
+def test_sends_share_one_tls_context_and_need_no_failed_imports(receiver, monkeypatch):
+    """Loading a CA bundle costs ~50 ms of CPU: built per send, it capped a worker at ~20
+    deliveries a second. And httpcore asks sniffio which loop runs on every request; if
+    sniffio were missing, each ask would be a failed import walking sys.path."""
+    import ssl
+
+    import sniffio  # noqa: F401  (a dependency of ours: see setup.cfg)
+
+    from api.delivery.senders import WebhookSender
+
+    secret = "whsec_" + "A" * 44
+    receiver.secrets = [secret]
+    sender = WebhookSender(timeout=2, allow_private_networks=True)
+    built: list[object] = []
+    original = ssl.SSLContext.__new__
+
+    def counting(cls: type[ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(cls)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "__new__", counting)
+    outcomes = [
+        sender.send(url=receiver.url, secrets=(secret,), event_id=f"e{i}", body=b"{}", now=_now())
+        for i in range(3)
+    ]
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert built == []
