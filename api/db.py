@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import time
+import weakref
 from typing import Any
 
 from flask import current_app, g, has_request_context, request
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A pooled PostgreSQL connection idle longer than this is pinged before use (see _ping_idle).
+PING_AFTER_IDLE_SECONDS = 2.0
 
 
 def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
@@ -27,12 +33,58 @@ def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
             **kwargs,
         )
         _configure_sqlite(engine, writer=writer)
+        _ping_idle(engine)
+        _forget_connections_at_fork(engine)
         return engine
     # A database that does not answer must not hold a request until gunicorn's timeout:
     # connecting gives up after 5 s (the URL's own connect_timeout wins) and answers 503.
     if "connect_timeout=" not in url:
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, hide_parameters=True, **kwargs)
+    _ping_idle(engine)
+    _forget_connections_at_fork(engine)
+    return engine
+
+
+def _forget_connections_at_fork(engine: Engine) -> None:
+    """A forked child (gunicorn --preload's workers) drops the pooled connections it
+    inherited, unclosed: they belong to the parent, and two processes talking on one socket
+    corrupt each other's conversations (SQLAlchemy's "Using Connection Pools with
+    Multiprocessing"). The engine is held weakly: an engine a test drops is not kept."""
+    ref = weakref.ref(engine)
+
+    def forget() -> None:
+        inherited = ref()
+        if inherited is not None:
+            inherited.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
+
+
+def _ping_idle(engine: Engine) -> None:
+    """Ping a connection before use only when it sat idle in the pool for a while.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout: a quarter of an
+    authenticated GET /me. A connection in steady use has just proved itself; one that sat
+    idle (a quiet night, a database restarted meanwhile) is pinged and, if dead, replaced
+    before the request sees it. A connection that breaks between uses under load fails that
+    one request with 503 + Retry-After, and SQLAlchemy then retires every older connection
+    of the pool (its disconnect handling), so the next requests connect afresh."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as dead:
+            # The pool discards this connection and checks out another (or a new one).
+            raise DisconnectionError() from dead
 
 
 def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
@@ -73,6 +125,19 @@ def get_db() -> Session:
     """This request's session, opened on first use."""
     if "db" not in g:
         g.db = current_app.extensions["moodtrack"].session_factory()
+        bind = g.db.get_bind()
+        if (
+            has_request_context()
+            and request.method in SAFE_METHODS
+            and isinstance(bind, Engine)  # not a test's session inside an outer transaction
+            and bind.dialect.name == "postgresql"
+        ):
+            # A read runs each statement in its own transaction: no BEGIN and ROLLBACK round
+            # trips. It sees what it would inside one: at READ COMMITTED (PostgreSQL's
+            # default, ours) every statement takes a fresh snapshot anyway. Its access audit
+            # row is one INSERT, committed when written; "no audit row, no data" still holds
+            # (api.audit answers 503 if that INSERT fails).
+            g.db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return g.db
 
 

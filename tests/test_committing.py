@@ -1,7 +1,8 @@
 """The committing tier: transactions as production runs them, which the rolled-back savepoint
 of every other test hides. On SQLite a writing request takes the write lock at BEGIN
 (BEGIN IMMEDIATE), and an audited read ends its read transaction and writes its audit row in
-one of its own; on PostgreSQL the audit row joins the read's transaction. Each row is really
+one of its own; on PostgreSQL a read runs each statement in its own transaction (autocommit:
+no BEGIN or ROLLBACK round trips) and its audit row is one INSERT. Each row is really
 committed, or the read is refused (503). Runs on SQLite and on TEST_DATABASE_URL alike."""
 
 from __future__ import annotations
@@ -117,9 +118,38 @@ def test_an_audited_read_commits_its_audit_row(app, patient):
         assert lines[0] == "BEGIN"
         assert lines[audit - 2 : audit] == ["ROLLBACK", "BEGIN IMMEDIATE"], lines
     else:
-        # PostgreSQL writes the row in the read's own transaction: no rollback in between.
+        # PostgreSQL: no rollback in between, and no transaction opened at all (below).
         assert "ROLLBACK" not in lines[:audit] and "COMMIT" not in lines[:audit]
     assert _audit_rows(app, patient["id"], "read") == 1
+
+
+def test_on_postgresql_reads_run_without_begin_and_writes_in_one_transaction(app, patient):
+    """A safe request's statements each commit on their own (no BEGIN, no ROLLBACK round
+    trip); a write keeps its one transaction, audit row included. SQLite: both open one."""
+    engine = app.extensions["moodtrack"].engine
+    autocommit: list[tuple[str, bool]] = []
+
+    def note(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if _dialect(app) == "postgresql":
+            autocommit.append((statement.split()[0].upper(), cursor.connection.autocommit))
+
+    client = app.test_client()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        read = client.get("/api/v1/patients/me/mood-entries", headers=patient["headers"])
+        reads = list(autocommit)
+        autocommit.clear()
+        written = client.post(
+            "/api/v1/patients/me/mood-entries", json=_entry(), headers=patient["headers"]
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert read.status_code == 200 and written.status_code == 201
+    if _dialect(app) == "postgresql":
+        assert ("INSERT", True) in reads and all(flag for _, flag in reads), reads
+        assert ("INSERT", False) in autocommit and not any(f for _, f in autocommit), autocommit
+    assert _audit_rows(app, patient["id"], "read") == 1
+    assert _audit_rows(app, patient["id"], "create") == 1
 
 
 def test_a_read_that_touches_no_health_data_writes_nothing(app, patient):
