@@ -193,7 +193,7 @@ def recheck_post_session_drop(
     return alerts
 
 
-def _completed(patient_id: uuid.UUID) -> list[ColumnElement[bool]]:
+def _completed(patient_id: uuid.UUID | Any) -> list[ColumnElement[bool]]:
     return [
         TreatmentSession.patient_id == patient_id,
         TreatmentSession.deleted_at.is_(None),
@@ -208,18 +208,27 @@ def _candidate_sessions(
     highs: Sequence[datetime],
     named: Sequence[uuid.UUID],
 ) -> list[TreatmentSession]:
-    near = [
-        TreatmentSession.started_at.between(low, high)
-        for low, high in zip(lows, highs, strict=True)
+    params: dict[str, Any] = {"patient_id": patient_id, "named": list(named)}
+    for i, (low, high) in enumerate(zip(lows, highs, strict=True)):
+        params[f"low{i}"], params[f"high{i}"] = low, high
+    return list(db.scalars(_candidate_statement(len(lows), bool(named)), params))
+
+
+# Built once per shape (how many instants, whether sessions are named) and reused with new
+# parameters: every mood entry written asks this, and building the statement cost more
+# than running it.
+@functools.cache
+def _candidate_statement(instants: int, named: bool) -> Select[tuple[TreatmentSession]]:
+    near: list[ColumnElement[bool]] = [
+        TreatmentSession.started_at.between(bindparam(f"low{i}"), bindparam(f"high{i}"))
+        for i in range(instants)
     ]
     if named:
-        near.append(TreatmentSession.id.in_(named))
-    return list(
-        db.scalars(
-            select(TreatmentSession)
-            .where(*_completed(patient_id), or_(*near))
-            .order_by(TreatmentSession.started_at, TreatmentSession.id)
-        )
+        near.append(TreatmentSession.id.in_(bindparam("named", expanding=True)))
+    return (
+        select(TreatmentSession)
+        .where(*_completed(bindparam("patient_id")), or_(*near))
+        .order_by(TreatmentSession.started_at, TreatmentSession.id)
     )
 
 
