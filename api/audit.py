@@ -227,7 +227,8 @@ def install_audit(app: Flask) -> None:
             if db.get_bind().dialect.name == "sqlite":
                 # End the read's transaction, then write in one that takes the write lock
                 # at BEGIN: SQLite cannot upgrade a read transaction while other readers
-                # are busy. PostgreSQL writes in the read's own transaction.
+                # are busy. PostgreSQL reads in autocommit (api.db): the row is written and
+                # committed by its own statements.
                 db.rollback()
                 g.audit_write = True
             record(db=db, entries=entries)

@@ -135,8 +135,9 @@ def get_db() -> Session:
             # A read runs each statement in its own transaction: no BEGIN and ROLLBACK round
             # trips. It sees what it would inside one: at READ COMMITTED (PostgreSQL's
             # default, ours) every statement takes a fresh snapshot anyway. Its access audit
-            # row is one INSERT, committed when written; "no audit row, no data" still holds
-            # (api.audit answers 503 if that INSERT fails).
+            # rows are written after the read (any missing pseudonym first, an idempotent
+            # upsert), each statement committed as it runs; "no audit row, no data" still
+            # holds (api.audit answers 503 if the INSERT fails).
             g.db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return g.db
 

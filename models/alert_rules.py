@@ -214,11 +214,21 @@ def _candidate_sessions(
     return list(db.scalars(_candidate_statement(len(lows), bool(named)), params))
 
 
-# Built once per shape (how many instants, whether sessions are named) and reused with new
-# parameters: every mood entry written asks this, and building the statement cost more
-# than running it.
-@functools.cache
+# Built once per shape and reused with new parameters: every mood entry written asks this,
+# and building the statement cost more than running it. Only the shapes of single writes
+# are kept (an entry's time, an edit's old and new time, with or without named sessions):
+# a batch has an instant per entry, and keeping a statement per batch size would let
+# clients grow the cache (hundreds of MiB per worker over sizes 1-500).
+CACHED_INSTANTS = 4
+
+
 def _candidate_statement(instants: int, named: bool) -> Select[tuple[TreatmentSession]]:
+    if instants <= CACHED_INSTANTS:
+        return _cached_candidate_statement(instants, named)
+    return _build_candidate_statement(instants, named)
+
+
+def _build_candidate_statement(instants: int, named: bool) -> Select[tuple[TreatmentSession]]:
     near: list[ColumnElement[bool]] = [
         TreatmentSession.started_at.between(bindparam(f"low{i}"), bindparam(f"high{i}"))
         for i in range(instants)
@@ -230,6 +240,9 @@ def _candidate_statement(instants: int, named: bool) -> Select[tuple[TreatmentSe
         .where(*_completed(bindparam("patient_id")), or_(*near))
         .order_by(TreatmentSession.started_at, TreatmentSession.id)
     )
+
+
+_cached_candidate_statement = functools.cache(_build_candidate_statement)
 
 
 def _span_ends(

@@ -366,3 +366,19 @@ def test_a_batch_mixing_a_replay_and_a_new_low_entry(client, db, care):
     results = response.get_json()["results"]
     assert [r["status"] for r in results] == [200, 201]
     assert _drops(db, care) == [(results[1]["entry"]["id"], sid)]
+
+
+def test_candidate_statements_are_kept_for_single_writes_only():
+    """A batch has an instant per entry: a statement kept per batch size would let clients
+    grow the cache without bound (hundreds of MiB per worker)."""
+    from models.alert_rules import (
+        CACHED_INSTANTS,
+        _cached_candidate_statement,
+        _candidate_statement,
+    )
+
+    assert _candidate_statement(1, False) is _candidate_statement(1, False)
+    kept = _cached_candidate_statement.cache_info().currsize
+    _candidate_statement(CACHED_INSTANTS + 1, False)
+    _candidate_statement(200, True)
+    assert _cached_candidate_statement.cache_info().currsize == kept

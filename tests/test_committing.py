@@ -124,30 +124,38 @@ def test_an_audited_read_commits_its_audit_row(app, patient):
 
 
 def test_on_postgresql_reads_run_without_begin_and_writes_in_one_transaction(app, patient):
-    """A safe request's statements each commit on their own (no BEGIN, no ROLLBACK round
-    trip); a write keeps its one transaction, audit row included. SQLite: both open one."""
+    """PostgreSQL: a safe request's statements each commit on their own (no BEGIN, no
+    ROLLBACK round trip); a write keeps its one transaction, audit row included. SQLite:
+    every statement of both runs inside a transaction (BEGIN, or BEGIN IMMEDIATE)."""
     engine = app.extensions["moodtrack"].engine
-    autocommit: list[tuple[str, bool]] = []
+    seen: list[tuple[str, bool]] = []  # (first word, inside a transaction?)
 
     def note(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-        if _dialect(app) == "postgresql":
-            autocommit.append((statement.split()[0].upper(), cursor.connection.autocommit))
+        verb = statement.split()[0].upper()
+        if verb == "BEGIN":
+            return
+        raw = cursor.connection
+        inside = raw.in_transaction if _dialect(app) == "sqlite" else not raw.autocommit
+        seen.append((verb, inside))
 
     client = app.test_client()
     event.listen(engine, "before_cursor_execute", note)
     try:
         read = client.get("/api/v1/patients/me/mood-entries", headers=patient["headers"])
-        reads = list(autocommit)
-        autocommit.clear()
+        reads = list(seen)
+        seen.clear()
         written = client.post(
             "/api/v1/patients/me/mood-entries", json=_entry(), headers=patient["headers"]
         )
     finally:
         event.remove(engine, "before_cursor_execute", note)
     assert read.status_code == 200 and written.status_code == 201
+    assert ("SELECT", _dialect(app) == "sqlite") in reads, reads
+    assert ("INSERT", True) in seen and all(inside for _, inside in seen), seen
     if _dialect(app) == "postgresql":
-        assert ("INSERT", True) in reads and all(flag for _, flag in reads), reads
-        assert ("INSERT", False) in autocommit and not any(f for _, f in autocommit), autocommit
+        assert not any(inside for _, inside in reads), reads
+    else:
+        assert all(inside for _, inside in reads), reads
     assert _audit_rows(app, patient["id"], "read") == 1
     assert _audit_rows(app, patient["id"], "create") == 1
 

@@ -644,8 +644,9 @@ def test_an_organisations_endpoint_hears_of_its_own_patients_only(app, client, d
 
 def test_sends_share_one_tls_context_and_need_no_failed_imports(receiver, monkeypatch):
     """Loading a CA bundle costs ~50 ms of CPU: built per send, it capped a worker at ~20
-    deliveries a second. And httpcore asks sniffio which loop runs on every request; if
-    sniffio were missing, each ask would be a failed import walking sys.path."""
+    deliveries a second (one context per sender thread now). And httpcore asks sniffio
+    which loop runs on every request; if sniffio were missing, each ask would be a failed
+    import walking sys.path."""
     import ssl
 
     import sniffio  # noqa: F401  (a dependency of ours: see setup.cfg)
@@ -655,6 +656,8 @@ def test_sends_share_one_tls_context_and_need_no_failed_imports(receiver, monkey
     secret = "whsec_" + "A" * 44
     receiver.secrets = [secret]
     sender = WebhookSender(timeout=2, allow_private_networks=True)
+    # The first send builds this thread's context; the next ones build none.
+    assert sender.send(url=receiver.url, secrets=(secret,), event_id="e", body=b"{}", now=_now()).ok
     built: list[object] = []
     original = ssl.SSLContext.__new__
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import smtplib
 import socket
+import ssl
+import threading
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -49,10 +51,12 @@ class WebhookSender:
     def __init__(self, *, timeout: float, allow_private_networks: bool) -> None:
         self.timeout = timeout
         self.allow_private_networks = allow_private_networks
-        # Built once and shared by every send and sender thread (an SSLContext is safe to
-        # share): loading the CA bundle costs about 50 ms of CPU, which a client built per
-        # send paid each time and which capped a worker at some 20 deliveries a second.
-        self.tls = httpx.create_ssl_context()
+        # One TLS context per sender thread, built on its first send: loading the CA bundle
+        # costs about 50 ms of CPU, which a client built per send paid each time (it capped
+        # a worker at some 20 deliveries a second). Not one for all threads: httpcore sets
+        # the context's ALPN protocols on every connection, a change another thread's
+        # handshake could be reading.
+        self._local = threading.local()
 
     def send(
         self, *, url: str, secrets: tuple[str, ...], event_id: str, body: bytes, now: datetime
@@ -70,6 +74,14 @@ class WebhookSender:
             return _outcome(now, started, error=str(refused))
         ok = 200 <= status < 300
         return _outcome(now, started, status=status, error=None if ok else f"HTTP {status}")
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """This thread's TLS context."""
+        context: ssl.SSLContext | None = getattr(self._local, "tls", None)
+        if context is None:
+            context = self._local.tls = httpx.create_ssl_context()
+        return context
 
     async def _post(self, url: str, secrets: tuple[str, ...], event_id: str, body: bytes) -> int:
         # One deadline over name lookup, connection, request and answer.
