@@ -14,7 +14,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# A pooled PostgreSQL connection idle longer than this is pinged before use (see _ping_idle).
+# A pooled connection idle longer than this is pinged before use (see _ping_idle).
 PING_AFTER_IDLE_SECONDS = 2.0
 
 
@@ -33,14 +33,17 @@ def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
             **kwargs,
         )
         _configure_sqlite(engine, writer=writer)
-        _ping_idle(engine)
-        _forget_connections_at_fork(engine)
-        return engine
+        return _care_for_pooled_connections(engine)
     # A database that does not answer must not hold a request until gunicorn's timeout:
     # connecting gives up after 5 s (the URL's own connect_timeout wins) and answers 503.
     if "connect_timeout=" not in url:
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    engine = create_engine(url, hide_parameters=True, **kwargs)
+    return _care_for_pooled_connections(create_engine(url, hide_parameters=True, **kwargs))
+
+
+def _care_for_pooled_connections(engine: Engine) -> Engine:
+    """What every engine's pool does, whatever the database: ping idle connections, and
+    never hand a forked child its parent's."""
     _ping_idle(engine)
     _forget_connections_at_fork(engine)
     return engine

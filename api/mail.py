@@ -137,7 +137,8 @@ def build_message(*, sender: str, to: str, subject: str, body: str) -> EmailMess
 @cache
 def tls_context() -> ssl.SSLContext:
     """The process's one client TLS context: loading the CA store costs about 50 ms of CPU,
-    too much to pay per message (an SSLContext is safe to share between threads)."""
+    too much to pay per message. Shared by the mail threads: smtplib only wraps sockets with it
+    and never changes it (unlike httpcore, see api.delivery.senders)."""
     return ssl.create_default_context()
 
 
