@@ -7,7 +7,7 @@
 //   OPS_EMAIL/OPS_PASSWORD, DR_EMAIL/DR_PASSWORD  staff made with `moodtrack users create`
 // Staff two-factor sign-in is required (run.sh sets MOODTRACK_REQUIRE_STAFF_2FA=true).
 import { createHmac, randomUUID } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import createClient from "openapi-fetch";
 import type { Client } from "openapi-fetch";
@@ -109,7 +109,9 @@ function totp(secret: string, step: number): string {
 async function waitForSignupCode(email: string): Promise<string> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    for (const name of readdirSync(OUTBOX)
+    // The mail thread makes the folder with the first message: until then there is none.
+    const names = existsSync(OUTBOX) ? readdirSync(OUTBOX) : [];
+    for (const name of names
       .filter((n) => n.endsWith(".eml"))
       .sort()) {
       const text = readFileSync(join(OUTBOX, name), "utf8");
