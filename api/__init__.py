@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
-from flask_limiter import Limiter
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -17,7 +16,7 @@ from api.config import Settings, load_settings
 from api.db import close_db, make_engine, make_session_factory
 from api.error_handler import handle_any
 from api.headers import install_security_headers
-from api.limits import init_limiter
+from api.limits import RateLimiter, init_limiter
 from api.logs import configure_logging, install_request_hooks
 from api.mail import Mailer, MemoryMailer
 from api.meta import meta
@@ -45,7 +44,7 @@ class Services:
     mailer: Mailer | MemoryMailer
     # Key of the digests login failures are counted under (models.throttle).
     throttle_secret: bytes
-    limiter: Limiter | None = None
+    limiter: RateLimiter | None = None
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:

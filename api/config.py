@@ -59,7 +59,7 @@ UNREACHABLE_LIMIT = "1000000/minute"
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Abuse limits in Flask-Limiter notation ("10/minute;50/hour") and where they are counted."""
+    """Abuse limits in the `limits` notation ("10/minute;50/hour") and where they are counted."""
 
     storage_url: str = "memory://"
     key_prefix: str = "moodtrack"
@@ -258,7 +258,7 @@ def _rules(env: dict[str, str]) -> RuleSet:
 
 
 def _rate_limits(env: dict[str, str]) -> RateLimits:
-    """The abuse limits, each checked for Flask-Limiter syntax at start rather than per request."""
+    """The abuse limits, each parsed at start rather than per request."""
     values: dict[str, str] = {}
     for name, variable, default in RATE_LIMIT_VARIABLES:
         value = env.get(variable, "").strip() or default

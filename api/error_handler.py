@@ -1,7 +1,7 @@
 """The single error handler: whatever went wrong, whoever raised it, answers problem+json.
 
 Split from the vocabulary (``api.errors``) because it needs what the vocabulary's users sit
-below: the audit trail records refused requests, the limiter says how long to wait.
+below: the audit trail records refused requests.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from werkzeug.exceptions import HTTPException
 
 from api.audit import record_failure
 from api.errors import ApiError, from_domain, from_validation, problem_response
-from api.limits import retry_after_seconds
 from models.errors import DomainError
 
 log = logging.getLogger("moodtrack")
@@ -46,16 +45,6 @@ def _from_http(exc: HTTPException) -> ApiError:
     if status == 405 and valid_methods:
         headers["Allow"] = ", ".join(sorted(valid_methods))
     return ApiError(status, detail, headers=headers)
-
-
-def _rate_limited() -> ApiError:
-    """Flask-Limiter's RateLimitExceeded: 429 with the wait the breached window still needs."""
-    return ApiError(
-        429,
-        "Too many requests; try again after the number of seconds in Retry-After.",
-        slug="too-many-requests",
-        headers={"Retry-After": str(retry_after_seconds())},
-    )
 
 
 # SQLSTATEs that mean "no database right now": class 08 (connection exception) and 57P01-03
@@ -110,8 +99,6 @@ def to_api_error(exc: BaseException) -> ApiError:
         return from_validation(exc)
     if isinstance(exc, DomainError):
         return from_domain(exc)
-    if isinstance(exc, HTTPException) and exc.code == 429:
-        return _rate_limited()
     if isinstance(exc, HTTPException):
         return _from_http(exc)
     if isinstance(exc, StaleDataError):

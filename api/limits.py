@@ -1,10 +1,10 @@
-"""Abuse limits with Flask-Limiter: login and sign-up per client address, login per account,
-invites per clinician, password checks and writes per user.
+"""Abuse limits, counted with the ``limits`` library: login and sign-up per client address,
+login per account, invites per clinician, password checks and writes per user.
 
 Counted in the storage ``MOODTRACK_RATELIMIT_STORAGE_URL`` names: ``memory://`` counts per
 worker process, a Redis URL counts once for every worker and host that shares it. Every limit
-is an application-wide limit with its own scope, so the views stay free of limiter decorators
-and one table here says what is limited.
+is checked before the request with its own scope, so the views stay free of limiter
+decorators and one table here says what is limited.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, request
-from flask_limiter import ApplicationLimit, Limiter
+from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 
 from api.auth import verified_claims
 from api.config import Settings
+from api.errors import ApiError
 from api.jsonbody import MalformedJson, decode_json
 from api.tokens import TokenRejected
 from models.accounts import email_key
@@ -78,7 +82,8 @@ def account_key() -> str:
     secret = hashlib.sha256(
         b"moodtrack-ratelimit:" + settings.signing_keys[settings.active_kid]
     ).digest()
-    named = f"{email_key(email)}|{client_address()}".encode()
+    # surrogatepass: a lone surrogate in the email (which validation refuses) still has bytes.
+    named = f"{email_key(email)}|{client_address()}".encode(errors="surrogatepass")
     digest = hmac.new(secret, named, hashlib.sha256).hexdigest()
     return f"account:{digest[:32]}"
 
@@ -111,28 +116,31 @@ def second_factor_key() -> str:
     return user_key()
 
 
-def _only(*operations: tuple[str, str]) -> Callable[[], bool]:
-    """An ``exempt_when`` that exempts every request but the given (method, route) pairs."""
+def _only(*operations: tuple[str, str]) -> Callable[[str, str | None], bool]:
+    """Applies to the given (method, route) pairs only."""
     wanted = frozenset(operations)
 
-    def exempt() -> bool:
-        return (request.method, _route()) not in wanted
+    def applies(method: str, route: str | None) -> bool:
+        return (method, route) in wanted
 
-    return exempt
+    return applies
 
 
-def _not_a_user_write() -> bool:
-    route = _route()
+def _user_write(method: str, route: str | None) -> bool:
     return (
-        request.method not in WRITE_METHODS
-        or route is None
-        or not route.startswith(f"{API_PREFIX}/")
-        or route in _NOT_PER_USER
+        method in WRITE_METHODS
+        and route is not None
+        and route.startswith(f"{API_PREFIX}/")
+        and route not in _NOT_PER_USER
     )
 
 
-def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Callable[[], bool]]]:
-    """(limit, key, scope, exempt_when) of every limit: the one table of what is limited."""
+Applies = Callable[[str, str | None], bool]
+
+
+def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Applies]]:
+    """(limit, key, scope, applies to (method, route)) of every limit: the one table of what
+    is limited."""
     limits = settings.rate_limits
     return [
         (
@@ -163,58 +171,102 @@ def _limits(settings: Settings) -> list[tuple[str, Callable[[], str], str, Calla
             "second-factor-user",
             _only(("POST", VERIFY), ("POST", CONFIRM), ("DELETE", SECOND_FACTOR)),
         ),
-        (limits.writes_per_user, user_key, "writes-user", _not_a_user_write),
+        (limits.writes_per_user, user_key, "writes-user", _user_write),
     ]
 
 
-def init_limiter(app: Flask, settings: Settings) -> Limiter:
-    """Attach the limiter; call after the request-id hook so a 429 carries its request id."""
-    limits = settings.rate_limits
-    memory = limits.storage_url.startswith("memory://")
-    table = _limits(settings)
-    limiter = Limiter(
-        client_address,
-        application_limits=[
-            ApplicationLimit(value, key_function=key, scope=scope, exempt_when=exempt)
-            for value, key, scope, exempt in table
-        ],
-        storage_uri=limits.storage_url,
-        storage_options={} if memory else dict(_REDIS_OPTIONS),
+@dataclass(frozen=True)
+class _Limit:
+    """One row of the table, its limit strings parsed once at start."""
+
+    items: tuple[RateLimitItem, ...]
+    key: Callable[[], str]
+    scope: str
+    applies: Applies
+
+
+class RateLimiter:
+    """Counts requests against the table's limits with the ``limits`` library's moving window.
+
+    The library Flask-Limiter is built on, used directly: Flask-Limiter parsed every limit
+    string and built its limit objects on every request, a seventh of an authenticated
+    write's Python time under load; here the table is parsed once, a request that no limit
+    applies to (every read) costs a few set lookups, and one that is limited costs a Redis
+    round trip per limit (one script call each).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        limits = settings.rate_limits
+        options = {} if limits.storage_url.startswith("memory://") else dict(_REDIS_OPTIONS)
+        self._storage = storage_from_string(limits.storage_url, **options)
         # Exact under bursts: a fixed window lets 2N through across a window boundary.
-        strategy="moving-window",
-        key_prefix=limits.key_prefix,
-        # api.error_handler renders the 429 and its Retry-After; no X-RateLimit-* on every response.
-        headers_enabled=False,
-        # Fail open when the store is unreachable: a patient's entry (a crisis answer, say)
-        # must not be refused because Redis is down; the account lockout still holds.
-        swallow_errors=True,
+        self._window = MovingWindowRateLimiter(self._storage)
+        self._prefix = limits.key_prefix
+        self._table = tuple(
+            _Limit(tuple(parse_many(value)), key, scope, applies)
+            for value, key, scope, applies in _limits(settings)
+        )
+
+    def check(self) -> None:
+        """Count this request under every limit that applies to it; 429 when one is spent.
+
+        Fails open when the store is unreachable: a patient's entry (a crisis answer, say)
+        must not be refused because Redis is down; the account lockout still holds."""
+        method, route = request.method, _route()
+        for limit in self._table:
+            if not limit.applies(method, route):
+                continue
+            identifiers = (self._prefix, limit.scope, _key_of(limit))
+            for item in limit.items:
+                try:
+                    allowed = self._window.hit(item, *identifiers)
+                except Exception:  # redis-py's errors, whatever the store's state
+                    log.warning("rate limit store unreachable; request let through")
+                    return
+                if not allowed:
+                    raise _too_many(self._wait_seconds(item, identifiers))
+
+    def _wait_seconds(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
+        """Seconds until the spent window admits a request again (at least 1)."""
+        try:
+            reset_at = self._window.get_window_stats(item, *identifiers).reset_time
+        except Exception:  # the store vanished between the hit and this read
+            log.warning("rate limit window unreadable")
+            return 60
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def reset(self) -> None:
+        """Forget every count (tests)."""
+        self._storage.reset()
+
+
+def _key_of(limit: _Limit) -> str:
+    """The key this request counts under; by address if the body defeats the key function
+    (the view then refuses the body itself), never a 500 and never uncounted."""
+    try:
+        return limit.key()
+    except Exception:
+        log.warning("rate limit key unreadable; counted by address")
+        return f"address:{client_address()}"
+
+
+def _too_many(wait: int) -> ApiError:
+    return ApiError(
+        429,
+        "Too many requests; try again after the number of seconds in Retry-After.",
+        slug="too-many-requests",
+        headers={"Retry-After": str(wait)},
     )
-    exemptions = tuple(exempt for *_, exempt in table)
 
-    @limiter.request_filter
-    def _no_limit_applies() -> bool:
-        # Flask-Limiter parses every limit string and builds its limit objects on each
-        # request before asking exempt_when; most requests (every read) fall under no limit,
-        # so asking first spares them that work: GET /me in process, 950 -> 790 µs.
-        return all(exempt() for exempt in exemptions)
 
-    limiter.init_app(app)
-    if memory and settings.env == "production":
+def init_limiter(app: Flask, settings: Settings) -> RateLimiter:
+    """Check the limits before every request; call after the request-id hook so a 429
+    carries its request id."""
+    limiter = RateLimiter(settings)
+    app.before_request(limiter.check)
+    if settings.rate_limits.storage_url.startswith("memory://") and settings.env == "production":
         log.warning(
             "rate limits are counted per worker process",
             extra={"fields": {"hint": "set MOODTRACK_RATELIMIT_STORAGE_URL to a redis:// URL"}},
         )
     return limiter
-
-
-def retry_after_seconds() -> int:
-    """Seconds until the limit this request broke admits a request again (at least 1)."""
-    limiter: Limiter | None = getattr(_services(), "limiter", None)
-    try:
-        current = limiter.current_limit if limiter is not None else None
-        if current is not None and current.breached:
-            # window[0] is when the oldest counted request leaves the window (reset_at rounds up).
-            return max(1, math.ceil(current.window[0] - time.time()))
-    except Exception:  # the store vanished between the check and this read
-        log.warning("rate limit window unreadable")
-    return 60
