@@ -193,6 +193,9 @@ def recheck_post_session_drop(
     return alerts
 
 
+_START_ORDER = (TreatmentSession.started_at, TreatmentSession.id)
+
+
 def _completed(patient_id: uuid.UUID | Any) -> list[ColumnElement[bool]]:
     return [
         TreatmentSession.patient_id == patient_id,
@@ -211,7 +214,15 @@ def _candidate_sessions(
     params: dict[str, Any] = {"patient_id": patient_id, "named": list(named)}
     for i, (low, high) in enumerate(zip(lows, highs, strict=True)):
         params[f"low{i}"], params[f"high{i}"] = low, high
-    return list(db.scalars(_candidate_statement(len(lows), bool(named)), params))
+    # Nearly every entry is far from any session: ask for ids with a Core query on the
+    # session's connection (the ORM's execution costs several times the round trip), and
+    # load the sessions themselves only when there are some.
+    statement = _candidate_statement(len(lows), bool(named))
+    ids = db.connection().execute(statement, params).scalars().all()
+    if not ids:
+        return []
+    chosen = TreatmentSession.id.in_(ids)
+    return list(db.scalars(select(TreatmentSession).where(chosen).order_by(*_START_ORDER)))
 
 
 # Built once per shape and reused with new parameters: every mood entry written asks this,
@@ -222,24 +233,26 @@ def _candidate_sessions(
 CACHED_INSTANTS = 4
 
 
-def _candidate_statement(instants: int, named: bool) -> Select[tuple[TreatmentSession]]:
+def _candidate_statement(instants: int, named: bool) -> Select[tuple[uuid.UUID]]:
     if instants <= CACHED_INSTANTS:
         return _cached_candidate_statement(instants, named)
     return _build_candidate_statement(instants, named)
 
 
-def _build_candidate_statement(instants: int, named: bool) -> Select[tuple[TreatmentSession]]:
+def _build_candidate_statement(instants: int, named: bool) -> Select[tuple[uuid.UUID]]:
+    sessions = TreatmentSession.__table__.c
     near: list[ColumnElement[bool]] = [
-        TreatmentSession.started_at.between(bindparam(f"low{i}"), bindparam(f"high{i}"))
+        sessions.started_at.between(bindparam(f"low{i}"), bindparam(f"high{i}"))
         for i in range(instants)
     ]
     if named:
-        near.append(TreatmentSession.id.in_(bindparam("named", expanding=True)))
-    return (
-        select(TreatmentSession)
-        .where(*_completed(bindparam("patient_id")), or_(*near))
-        .order_by(TreatmentSession.started_at, TreatmentSession.id)
+        near.append(sessions.id.in_(bindparam("named", expanding=True)))
+    completed = (
+        sessions.patient_id == bindparam("patient_id"),
+        sessions.deleted_at.is_(None),
+        sessions.status == SessionStatus.completed,
     )
+    return select(sessions.id).where(*completed, or_(*near))
 
 
 _cached_candidate_statement = functools.cache(_build_candidate_statement)
