@@ -57,7 +57,7 @@ def levels(
     statement = _levels_statement(
         metric, dialect_of(db), date_from is not None, date_to is not None
     )
-    row = db.execute(statement, range_params(patient_id, date_from, date_to)).one()
+    row = db.connection().execute(statement, range_params(patient_id, date_from, date_to)).one()
     s1_at, s1_window_mean, s1_last, first_window_mean, last_at, last_value, current_mean = row
     if s1_at is not None:
         base = s1_window_mean if s1_window_mean is not None else s1_last
@@ -75,51 +75,62 @@ def levels(
 def _levels_statement(
     metric: str, dialect: str, bounded_from: bool, bounded_to: bool
 ) -> Select[Any]:
-    every = measured(metric)
-    ranged = measured(metric, bounded_from=bounded_from, bounded_to=bounded_to)
-
-    def mean(m: Any, *where: ColumnElement[bool]) -> Any:
-        return select(func.avg(m.c.value)).where(*where).scalar_subquery()
-
-    s1 = (
-        select(func.min(TreatmentSession.started_at))
+    # The patient's measurements, the first completed session and the latest value in range
+    # are each named once (common table expressions) and read by every rule below: spelt
+    # out in each rule instead, the statement ran to 5,800 characters that PostgreSQL took
+    # three times as long to plan as to run, and psycopg converted afresh on every request.
+    # PostgreSQL materialises a CTE read more than once (one scan of the patient's rows);
+    # SQLite's materialised copy has no index, so there each rule reads the index itself.
+    every = measured(metric).select().cte("measured")
+    if dialect == "sqlite":
+        every = every.prefix_with("NOT MATERIALIZED")
+    in_range = []
+    if bounded_from:
+        in_range.append(every.c.local_date >= bindparam("date_from"))
+    if bounded_to:
+        in_range.append(every.c.local_date <= bindparam("date_to"))
+    newest = every.c.occurred_at.desc(), every.c.value.desc()
+    latest = (
+        select(every.c.occurred_at, every.c.value)
+        .where(*in_range)
+        .order_by(*newest)
+        .limit(1)
+        .cte("latest")
+    )
+    first_session = (
+        select(func.min(TreatmentSession.started_at).label("at"))
         .where(
             TreatmentSession.patient_id == bindparam("patient_id"),
             TreatmentSession.deleted_at.is_(None),
             TreatmentSession.status == SessionStatus.completed,
         )
-        .scalar_subquery()
+        .cte("first_session")
     )
+
+    def mean(*where: ColumnElement[bool]) -> Any:
+        return select(func.avg(every.c.value)).where(*where).scalar_subquery()
+
+    s1 = select(first_session.c.at).scalar_subquery()
     first = select(func.min(every.c.occurred_at)).scalar_subquery()
+    latest_at = select(latest.c.occurred_at).scalar_subquery()
     fortnight = int(BASELINE_WINDOW.total_seconds())
     week = int(CURRENT_WINDOW.total_seconds())
     last_before_s1 = (
-        select(every.c.value)
-        .where(every.c.occurred_at < s1)
-        .order_by(every.c.occurred_at.desc(), every.c.value.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    newest = ranged.c.occurred_at.desc(), ranged.c.value.desc()
-    latest_at = select(ranged.c.occurred_at).order_by(*newest).limit(1).scalar_subquery()
-    latest_value = select(ranged.c.value).order_by(*newest).limit(1).scalar_subquery()
+        select(every.c.value).where(every.c.occurred_at < s1).order_by(*newest).limit(1)
+    ).scalar_subquery()
     return select(
         s1,
-        mean(
-            every, every.c.occurred_at >= shifted(dialect, s1, -fortnight), every.c.occurred_at < s1
-        ),
+        mean(every.c.occurred_at >= shifted(dialect, s1, -fortnight), every.c.occurred_at < s1),
         last_before_s1,
         mean(
-            every,
-            every.c.occurred_at >= first,
-            every.c.occurred_at < shifted(dialect, first, fortnight),
+            every.c.occurred_at >= first, every.c.occurred_at < shifted(dialect, first, fortnight)
         ),
         latest_at,
-        latest_value,
+        select(latest.c.value).scalar_subquery(),
         mean(
-            ranged,
-            ranged.c.occurred_at > shifted(dialect, latest_at, -week),
-            ranged.c.occurred_at <= latest_at,
+            *in_range,
+            every.c.occurred_at > shifted(dialect, latest_at, -week),
+            every.c.occurred_at <= latest_at,
         ),
     )
 

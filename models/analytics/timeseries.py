@@ -46,7 +46,9 @@ def series(
     statement = _series_statement(
         metric, bucket, dialect_of(db), date_from is not None, date_to is not None
     )
-    rows = db.execute(statement, range_params(patient_id, date_from, date_to)).all()
+    # On the session's connection: plain rows, without the ORM's result machinery (a fifth
+    # of a trend request's Python time for a year of days).
+    rows = db.connection().execute(statement, range_params(patient_id, date_from, date_to)).all()
     return [Bucket._make(row) for row in rows]
 
 
