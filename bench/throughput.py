@@ -153,18 +153,46 @@ def wrk(
     return result
 
 
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by every live process, summed per program
+    name: where a run's CPU went (the app's Python, PostgreSQL, Redis, wrk)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        program = "app" if name.startswith(("gunicorn", "python")) else name.split(":")[0]
+        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> str:
+    """Milliseconds of CPU per request by program, the largest first (programs above 1 %)."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(max(0.0, v) for v in used.values())
+    shown = sorted((v, n) for n, v in used.items() if total and v / total >= 0.01)
+    return ", ".join(f"{n} {v * 1000 / requests:.2f}" for v, n in reversed(shown))
+
+
 def measure(
     name: str, port: int, path: str, script: Callable[[], Path], args: argparse.Namespace
 ) -> dict[str, Any]:
     """A warm-up run, then the measured run; ``script`` writes a fresh script for each."""
     common = {"connections": args.connections, "threads": args.wrk_threads}
     wrk(port, path, script(), duration=args.warmup, **common)
+    before = cpu_seconds_by_program()
     result = wrk(port, path, script(), duration=args.duration, **common)
+    result["cpu_ms"] = cpu_per_request(before, cpu_seconds_by_program(), result["requests"])
     result["name"] = name
     print(
         f"    {name:8} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.1f} ms"
         f"  p99 {result['p99_us'] / 1000:6.1f} ms  answers {result['statuses']}"
-        f"  socket errors/timeouts {result['errors'] - result['status']}",
+        f"  socket errors/timeouts {result['errors'] - result['status']}"
+        f"\n             CPU ms per request: {result['cpu_ms']}",
         flush=True,
     )
     return result
