@@ -18,8 +18,8 @@ from models.checkins import check_session_link
 from models.errors import Conflict, RuleViolation
 from models.mood import MoodEntry, MoodEntryVersion
 from models.outcomes import RuleSet
-from models.records import check_replay, fingerprint, insert_row_once
-from models.sync import give_back_change_numbers, take_change_numbers
+from models.records import check_replay, fingerprint, insert_synced_row_once
+from models.sync import take_change_numbers
 
 
 def _snapshot(entry: MoodEntry) -> dict[str, Any]:
@@ -88,19 +88,10 @@ def create_entry(
         entry.id = uuid.uuid4()
     entry.created_at = entry.updated_at = utcnow()
     entry.version = 1
-    entry.change_seq = take_change_numbers(db=db, patient_id=patient_id)
-    try:
-        stored, created = insert_row_once(
-            db=db, record=entry, row=_row(entry), idempotency_key=idempotency_key
-        )
-    except Conflict:
-        # A batch answers this item 409 and stores the rest: its number goes back too.
-        give_back_change_numbers(db=db, patient_id=patient_id)
-        raise
+    stored, created = insert_synced_row_once(
+        db=db, record=entry, row=_row(entry), idempotency_key=idempotency_key
+    )
     if not created:
-        # A replay stores nothing: its number goes back, so a patient's numbers stay
-        # consecutive as the savepoint kept them before.
-        give_back_change_numbers(db=db, patient_id=patient_id)
         return stored, False
     _recheck(db=db, patient_id=patient_id, entries=[stored], rules=rules)
     return stored, True

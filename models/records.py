@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import uuid
@@ -11,13 +10,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import ForeignKey, String, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
-from sqlalchemy.sql.dml import ReturningInsert
 
 from models.base import utcnow
 from models.errors import Conflict
+from models.sync import give_back_change_numbers, insert_numbered_row
 
 R = TypeVar("R", bound="IdempotentRecord")
 
@@ -180,22 +178,25 @@ def insert_once(
     return record, True
 
 
-def insert_row_once(
+def insert_synced_row_once(
     *, db: Session, record: R, row: Mapping[str, Any], idempotency_key: str | None
 ) -> tuple[R, bool]:
-    """``insert_once`` in one statement, for a record given as its complete ``row``.
+    """``insert_once`` for a synced record given as its complete ``row``, stored under its
+    patient's next change number (``record.change_seq`` is set).
 
     ``INSERT ... ON CONFLICT DO NOTHING``: the unique constraints still decide, so of
     concurrent identical creates exactly one row is stored; a loser's insert waits for the
-    winner's commit, does nothing, and the loser answers with the winner's record. No
-    savepoint around it (two round trips fewer than ``insert_once``). ``record`` is not
-    added to the session: it is what was stored, for the caller to read.
+    winner's commit, does nothing, gives its change number back, and answers with the
+    winner's record. No savepoint around it (two round trips fewer than ``insert_once``).
+    ``record`` is not added to the session: it is what was stored, for the caller to read.
     """
     table: Table = type(record).__table__  # type: ignore[attr-defined]
-    stmt = _insert_ignoring_duplicates(table, db.get_bind().dialect.name)
-    # RETURNING, not rowcount: psycopg through SQLAlchemy reports -1 for this statement.
-    if db.execute(stmt, row).first() is not None:
+    number = insert_numbered_row(db=db, table=table, row=row)
+    if number is not None:
+        record.change_seq = number  # type: ignore[attr-defined]
         return record, True
+    # A replay stores nothing: its number goes back, so a patient's numbers stay consecutive.
+    give_back_change_numbers(db=db, patient_id=record.patient_id)
     existing = find_replay(
         db=db,
         model=type(record),
@@ -208,11 +209,3 @@ def insert_row_once(
         raise Conflict("This id or Idempotency-Key was just used; try again.")
     check_replay(existing, patient_id=record.patient_id, digest=record.fingerprint)
     return existing, False
-
-
-@functools.cache
-def _insert_ignoring_duplicates(table: Table, dialect: str) -> ReturningInsert[Any]:
-    # Built once per table and dialect; no conflict target, so a clash on any unique
-    # constraint (the id, or the patient's Idempotency-Key) inserts nothing.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import ForeignKey, Update, bindparam, update
+from sqlalchemy import ForeignKey, Table, Update, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
@@ -66,3 +68,56 @@ def _give_back_statement() -> Update:
         .where(table.c.patient_id == bindparam("for_patient"))
         .values(last_seq=table.c.last_seq - bindparam("count"))
     )
+
+
+def insert_numbered_row(*, db: Session, table: Table, row: Mapping[str, Any]) -> int | None:
+    """INSERT ``row`` (a synced record's every column) under its patient's next change
+    number, unless a unique constraint keeps it out (``ON CONFLICT DO NOTHING``). Returns the
+    number it was stored under, or None: then the number taken must be given back
+    (``give_back_change_numbers``) if the transaction goes on."""
+    connection = db.connection()
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        # One round trip: the counter's increment is a data-modifying CTE of the INSERT.
+        params = {k: v for k, v in row.items() if k != "change_seq"}
+        params["numbered_patient_id"] = row["patient_id"]
+        stored = connection.execute(_numbered_insert_statement(table), params).first()
+        return None if stored is None else int(stored.change_seq)
+    # SQLite has no data-modifying CTEs: two statements in the same transaction.
+    number = take_change_numbers(db=db, patient_id=row["patient_id"])
+    statement = _insert_ignoring_duplicates(table, dialect)
+    stored = connection.execute(statement, {**row, "change_seq": number}).first()
+    return None if stored is None else number
+
+
+@functools.cache
+def _numbered_insert_statement(table: Table) -> ReturningInsert[Any]:
+    # Built once per table: every synced create runs it.
+    counter = SyncCounter.__table__
+    taken = (
+        postgresql.insert(counter)
+        # Not "patient_id": the INSERT below binds its own column of that name.
+        .values(patient_id=bindparam("numbered_patient_id"), last_seq=1)
+        .on_conflict_do_update(
+            index_elements=[counter.c.patient_id], set_={"last_seq": counter.c.last_seq + 1}
+        )
+        .returning(counter.c.last_seq)
+        .cte("numbered")
+    )
+    return (
+        postgresql.insert(table)
+        .values(change_seq=select(taken.c.last_seq).scalar_subquery())
+        .add_cte(taken)
+        # No conflict target: a clash on any unique constraint (the id, or the patient's
+        # Idempotency-Key) inserts nothing; the counter's increment happens regardless.
+        .on_conflict_do_nothing()
+        .returning(table.c.change_seq)
+    )
+
+
+@functools.cache
+def _insert_ignoring_duplicates(table: Table, dialect: str) -> ReturningInsert[Any]:
+    # Built once per table and dialect; no conflict target, so a clash on any unique
+    # constraint (the id, or the patient's Idempotency-Key) inserts nothing.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)

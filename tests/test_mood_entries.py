@@ -151,9 +151,10 @@ def _statements_of(app, send) -> list[str]:
     return seen
 
 
-def test_a_new_entry_costs_five_statements(app, client, patient):
-    """Principal, change number, the row (no savepoint around it), the post-session check
-    and the audit row; the commit is not a statement. Throughput rests on this count."""
+def test_a_new_entry_costs_four_statements_on_postgresql_and_five_on_sqlite(app, client, patient):
+    """Principal, the row with its change number (one statement on PostgreSQL, where the
+    counter's increment is a CTE of the INSERT; two on SQLite), the post-session check and
+    the audit row; the commit is not a statement. Throughput rests on this count."""
     url, headers = patient["url"], patient["headers"]
     assert client.post(url, json=_body(), headers=headers).status_code == 201  # pseudonyms read
 
@@ -163,12 +164,18 @@ def test_a_new_entry_costs_five_statements(app, client, patient):
     seen = _statements_of(app, send)
     # The test's own transaction wraps the request's in one savepoint, released on commit.
     ours = [s for s in seen if not s.startswith(("savepoint", "release savepoint"))]
-    assert [s.split(" ")[0] for s in ours] == ["select", "insert", "insert", "select", "insert"]
     assert "from users" in ours[0]
-    assert "into sync_counters" in ours[1]
-    assert "into mood_entries" in ours[2] and "on conflict do nothing" in ours[2]
-    assert "from treatment_sessions" in ours[3]
-    assert "into audit_events" in ours[4]
+    if app.extensions["moodtrack"].engine.dialect.name == "postgresql":
+        assert [s.split(" ")[0] for s in ours] == ["select", "with", "select", "insert"]
+        row = ours[1]
+        assert row.index("into sync_counters") < row.index("into mood_entries")
+    else:
+        assert [s.split(" ")[0] for s in ours] == ["select", "insert", "insert", "select", "insert"]
+        assert "into sync_counters" in ours[1]
+        row = ours[2]
+    assert "into mood_entries" in row and "on conflict do nothing" in row
+    assert "from treatment_sessions" in ours[-2]
+    assert "into audit_events" in ours[-1]
     assert len(seen) - len(ours) == 2
 
 
