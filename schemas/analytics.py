@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
-from typing import Any
-
 from marshmallow import Schema, fields
 
 from schemas.common import UtcOffset
@@ -184,24 +180,3 @@ class CourseOut(Schema):
     phq9 = fields.Nested(SummaryOut, required=True)
     mood = fields.Nested(SummaryOut, required=True)
     sessions = fields.List(fields.Nested(CourseSessionOut), required=True)
-
-
-def dump_buckets(buckets: Sequence[Any]) -> list[dict[str, Any]]:
-    """BucketOut(many=True).dump, written out: a two-year daily series has 730 items and
-    marshmallow's per-field machinery would cost more than the SQL (a test keeps the two
-    identical)."""
-    return [
-        {
-            "start": b.start.isoformat(),
-            "mean": float(b.mean),
-            "n": int(b.n),
-            "min": float(b.min),
-            "max": float(b.max),
-        }
-        for b in buckets
-    ]
-
-
-def dump_rolling(points: Sequence[tuple[date, float]]) -> list[dict[str, Any]]:
-    """RollingOut(many=True).dump of (date, mean) pairs, written out for the same reason."""
-    return [{"date": day.isoformat(), "mean": float(mean)} for day, mean in points]
