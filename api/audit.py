@@ -225,10 +225,10 @@ def install_audit(app: Flask) -> None:
             # Built first: the rollback below expires the loaded principal.
             entries = _entries("success")
             if db.get_bind().dialect.name == "sqlite":
-                # End the read's transaction, then write in one that takes the write lock
-                # at BEGIN: SQLite cannot upgrade a read transaction while other readers
-                # are busy. PostgreSQL reads in autocommit (api.db): the row is written and
-                # committed by its own statements.
+                # The read ran in autocommit (api.db); end the session's transaction so the
+                # row is written in one that takes the write lock at BEGIN: a deferred one
+                # cannot upgrade while other readers are busy. On PostgreSQL the row is
+                # written and committed by its own statements.
                 db.rollback()
                 g.audit_write = True
             record(db=db, entries=entries)

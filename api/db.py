@@ -105,13 +105,19 @@ def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # A writing request takes the write lock up front: a deferred transaction that reads
-        # and then writes can fail with SQLITE_BUSY no matter the busy timeout.
-        writes = writer or (
-            has_request_context()
-            and (request.method not in SAFE_METHODS or g.get("audit_write", False))
-        )
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+        in_request = has_request_context()
+        if writer or (
+            in_request and (request.method not in SAFE_METHODS or g.get("audit_write", False))
+        ):
+            # A writing request takes the write lock up front: a deferred transaction that
+            # reads and then writes can fail with SQLITE_BUSY no matter the busy timeout.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not in_request:
+            connection.exec_driver_sql("BEGIN")
+        # A safe request reads in autocommit, as on PostgreSQL (get_db): no BEGIN, and the
+        # DBAPI's rollback at the end is a no-op. In WAL mode each statement reads its own
+        # snapshot, as each does at PostgreSQL's READ COMMITTED. Its audit row is written in
+        # a transaction of its own that takes the write lock at BEGIN (api.audit).
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
