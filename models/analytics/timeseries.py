@@ -21,7 +21,7 @@ BUCKETS = ("day", "week", "month")
 SIX_DAYS = timedelta(days=6)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bucket:
     """One bucket of a series: its first day and the statistics of its measurements.
 
@@ -36,7 +36,7 @@ class Bucket:
     max: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RollingPoint:
     """One day of the 7-day rolling mean, as ``RollingOut`` describes it."""
 
