@@ -82,3 +82,29 @@ def test_a_forked_child_does_not_reuse_its_parents_connections(database_url):
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+FREEZE_CHECK = """
+import gc, os, sys
+import api
+
+api.create_app({"database_url": sys.argv[1]})
+assert gc.get_freeze_count() == 0
+child = os.fork()
+if child == 0:
+    os._exit(0 if gc.get_freeze_count() > 10_000 else 3)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_worker_inherits_the_app_frozen_out_of_the_collectors_way(database_url):
+    # What gunicorn --preload does: build the app, then fork workers from it.
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE_CHECK, database_url],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
