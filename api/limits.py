@@ -192,7 +192,7 @@ class RateLimiter:
     string and built its limit objects on every request, a seventh of an authenticated
     write's Python time under load; here the table is parsed once, a request that no limit
     applies to (every read) costs a few set lookups, and one that is limited costs a Redis
-    round trip per limit (one script call each).
+    round trip per limit item ("10/minute;50/hour" is two; one script call each).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -216,7 +216,8 @@ class RateLimiter:
         for limit in self._table:
             if not limit.applies(method, route):
                 continue
-            identifiers = (self._prefix, limit.scope, _key_of(limit))
+            # Flask-Limiter's order (prefix, key, scope): counts survive the change of library.
+            identifiers = (self._prefix, _key_of(limit), limit.scope)
             for item in limit.items:
                 try:
                     allowed = self._window.hit(item, *identifiers)
