@@ -94,6 +94,7 @@ child = os.fork()
 if child == 0:
     os._exit(0 if gc.get_freeze_count() > 10_000 else 3)
 _, status = os.waitpid(child, 0)
+assert gc.get_freeze_count() == 0, "the parent's own objects stay collectable"
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
