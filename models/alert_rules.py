@@ -214,9 +214,10 @@ def _candidate_sessions(
     params: dict[str, Any] = {"patient_id": patient_id, "named": list(named)}
     for i, (low, high) in enumerate(zip(lows, highs, strict=True)):
         params[f"low{i}"], params[f"high{i}"] = low, high
-    # Nearly every entry is far from any session: ask for ids with a Core query on the
-    # session's connection (the ORM's execution costs several times the round trip), and
-    # load the sessions themselves only when there are some.
+    # Nearly every entry is far from any session: ask for ids on the session's connection
+    # (the ORM's execution costs several times the round trip), and load the sessions
+    # themselves only when there are some. The connection does not autoflush: every caller
+    # has flushed (or inserted with Core) the change it asks about.
     statement = _candidate_statement(len(lows), bool(named))
     ids = db.connection().execute(statement, params).scalars().all()
     if not ids:
@@ -240,19 +241,13 @@ def _candidate_statement(instants: int, named: bool) -> Select[tuple[uuid.UUID]]
 
 
 def _build_candidate_statement(instants: int, named: bool) -> Select[tuple[uuid.UUID]]:
-    sessions = TreatmentSession.__table__.c
     near: list[ColumnElement[bool]] = [
-        sessions.started_at.between(bindparam(f"low{i}"), bindparam(f"high{i}"))
+        TreatmentSession.started_at.between(bindparam(f"low{i}"), bindparam(f"high{i}"))
         for i in range(instants)
     ]
     if named:
-        near.append(sessions.id.in_(bindparam("named", expanding=True)))
-    completed = (
-        sessions.patient_id == bindparam("patient_id"),
-        sessions.deleted_at.is_(None),
-        sessions.status == SessionStatus.completed,
-    )
-    return select(sessions.id).where(*completed, or_(*near))
+        near.append(TreatmentSession.id.in_(bindparam("named", expanding=True)))
+    return select(TreatmentSession.id).where(*_completed(bindparam("patient_id")), or_(*near))
 
 
 _cached_candidate_statement = functools.cache(_build_candidate_statement)
