@@ -201,6 +201,9 @@ def record_failure(status: int) -> None:
     if not (auth_route and status in (401, 429)) and not denied:
         return
     db = get_db()
+    # The error handler rolled the request back; on SQLite the row's transaction takes the
+    # write lock at BEGIN, even for a refused read (api.db).
+    g.audit_write = True
     try:
         record(db=db, entries=_entries("failure" if auth_route else "denied"))
         db.commit()

@@ -116,8 +116,9 @@ def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
             connection.exec_driver_sql("BEGIN")
         # A safe request reads in autocommit, as on PostgreSQL (get_db): no BEGIN, and the
         # DBAPI's rollback at the end is a no-op. In WAL mode each statement reads its own
-        # snapshot, as each does at PostgreSQL's READ COMMITTED. Its audit row is written in
-        # a transaction of its own that takes the write lock at BEGIN (api.audit).
+        # snapshot, as each does at PostgreSQL's READ COMMITTED. Its audit row (a read's, or
+        # a refusal's) is written in a transaction of its own that takes the write lock at
+        # BEGIN (api.audit sets g.audit_write).
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -223,3 +223,15 @@ def test_concurrent_reads_and_writes_all_commit(app, patient):
     assert stored == 20
     assert _audit_rows(app, patient["id"], "create") == 20
     assert _audit_rows(app, patient["id"], "read") == 20
+
+
+def test_a_refused_read_writes_its_audit_row_in_a_transaction_of_its_own(app, patient):
+    client = app.test_client()
+    someone = f"/api/v1/patients/{uuid.uuid4()}/mood-entries"
+    with _transcript(app) as lines:
+        assert client.get(someone, headers=patient["headers"]).status_code == 404
+    audit = next(i for i, line in enumerate(lines) if line.startswith("INSERT INTO AUDIT_EVENTS"))
+    assert lines[audit + 1 :] == ["COMMIT"], lines
+    if _dialect(app) == "sqlite":
+        # Not in autocommit like the read before it: the write lock is taken at BEGIN.
+        assert "BEGIN IMMEDIATE" in lines[:audit], lines
