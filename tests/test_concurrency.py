@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from models import MoodEntry
+from models.sync import SyncCounter
 from tests.conftest import auth, register_patient
 
 
@@ -50,8 +51,13 @@ def test_fifty_concurrent_identical_creates_store_one_row(app, committing):
         seqs = session.scalars(
             select(MoodEntry.change_seq).where(MoodEntry.patient_id == uuid.UUID(patient["id"]))
         ).all()
+        # Every losing replay gave its number back: the counter stands at the last one used.
+        last = session.scalar(
+            select(SyncCounter.last_seq).where(SyncCounter.patient_id == uuid.UUID(patient["id"]))
+        )
     assert count == 2
     assert sorted(seqs) == [1, 2]
+    assert last == 2
 
 
 def test_concurrent_reuse_of_one_refresh_token_yields_one_new_pair(app, committing):
