@@ -8,7 +8,10 @@ from schemas.common import UtcOffset
 
 
 class BucketOut(Schema):
-    """One bucket of a series."""
+    """One bucket of a series.
+
+    The trends view sends models.analytics.Bucket as orjson writes it, for speed: its fields
+    must stay these, in this order (tests/test_analytics.py compares the two texts)."""
 
     start = fields.Date(
         required=True, metadata={"description": "The local date, ISO week's Monday or month's 1st."}
@@ -20,7 +23,7 @@ class BucketOut(Schema):
 
 
 class RollingOut(Schema):
-    """The 7-day rolling mean at one day."""
+    """The 7-day rolling mean at one day (sent as models.analytics.RollingPoint; as above)."""
 
     date = fields.Date(required=True)
     mean = fields.Float(required=True)

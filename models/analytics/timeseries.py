@@ -27,7 +27,7 @@ class Bucket:
 
     A slotted dataclass: a two-year daily series has 730 of them, read field by field three
     times over, and orjson writes them as the JSON objects ``BucketOut`` describes without
-    a dict per bucket (a test holds the two equal)."""
+    a dict per bucket: these fields are the wire format's (a test holds the two equal)."""
 
     start: date
     mean: float
