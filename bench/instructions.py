@@ -1,6 +1,6 @@
 """Instructions per request, counted by valgrind's callgrind: a figure that load does not move.
 
-    .venv/bin/python -m bench.instructions                # about 2 minutes
+    .venv/bin/python -m bench.instructions                # about a minute
     .venv/bin/python -m bench.instructions --requests 50
 
 Wall-clock figures (bench.throughput) swing with whatever else the machine runs; the number
