@@ -71,17 +71,21 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_a_forked_child_does_not_reuse_its_parents_connections(database_url):
-    # In a fresh interpreter with no other threads: forking the test process (its mail sink
-    # and receivers run threads) is what Python warns against.
+def _fork_in_a_fresh_interpreter(script: str, database_url: str) -> None:
+    """Run ``script`` (which forks) in a fresh interpreter with no other threads: forking
+    the test process (its mail sink and receivers run threads) is what Python warns against."""
     done = subprocess.run(
-        [sys.executable, "-c", FORK_CHECK, database_url],
+        [sys.executable, "-c", script, database_url],
         cwd=Path(__file__).resolve().parent.parent,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_forked_child_does_not_reuse_its_parents_connections(database_url):
+    _fork_in_a_fresh_interpreter(FORK_CHECK, database_url)
 
 
 FREEZE_CHECK = """
@@ -101,11 +105,4 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 def test_a_forked_worker_inherits_the_app_frozen_out_of_the_collectors_way(database_url):
     # What gunicorn --preload does: build the app, then fork workers from it.
-    done = subprocess.run(
-        [sys.executable, "-c", FREEZE_CHECK, database_url],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _fork_in_a_fresh_interpreter(FREEZE_CHECK, database_url)
