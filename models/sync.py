@@ -50,12 +50,18 @@ def _take_statement(dialect: str) -> ReturningInsert[tuple[int]]:
     # Built once per dialect: every write runs it, and building it costs more than running it.
     # On the table, not the entity: the ORM's bulk-insert path around an entity's INSERT
     # costs more than the statement itself.
+    return _increment(dialect, patient="patient_id", count=bindparam("count"))
+
+
+def _increment(dialect: str, *, patient: str, count: Any) -> ReturningInsert[tuple[int]]:
+    """The upsert that takes ``count`` numbers from the counter of the patient bound as
+    ``patient``, returning the last of them: the one statement that hands numbers out."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = SyncCounter.__table__
-    stmt = insert(table).values(patient_id=bindparam("patient_id"), last_seq=bindparam("count"))
+    stmt = insert(table).values(patient_id=bindparam(patient), last_seq=count)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.patient_id],
-        set_={"last_seq": table.c.last_seq + bindparam("count")},
+        set_={"last_seq": table.c.last_seq + count},
     ).returning(table.c.last_seq)
 
 
@@ -93,17 +99,8 @@ def insert_numbered_row(*, db: Session, table: Table, row: Mapping[str, Any]) ->
 @functools.cache
 def _numbered_insert_statement(table: Table) -> ReturningInsert[Any]:
     # Built once per table: every synced create runs it.
-    counter = SyncCounter.__table__
-    taken = (
-        postgresql.insert(counter)
-        # Not "patient_id": the INSERT below binds its own column of that name.
-        .values(patient_id=bindparam("numbered_patient_id"), last_seq=1)
-        .on_conflict_do_update(
-            index_elements=[counter.c.patient_id], set_={"last_seq": counter.c.last_seq + 1}
-        )
-        .returning(counter.c.last_seq)
-        .cte("numbered")
-    )
+    # Not "patient_id": the INSERT below binds its own column of that name.
+    taken = _increment("postgresql", patient="numbered_patient_id", count=1).cte("numbered")
     return (
         postgresql.insert(table)
         .values(change_seq=select(taken.c.last_seq).scalar_subquery())
