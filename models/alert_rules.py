@@ -261,7 +261,7 @@ def _span_ends(
         db.execute(
             select(TreatmentSession.id, TreatmentSession.started_at)
             .where(*_completed(patient_id), TreatmentSession.started_at >= sessions[0].started_at)
-            .order_by(TreatmentSession.started_at, TreatmentSession.id)
+            .order_by(*_START_ORDER)
         )
     )
     order = [row.id for row in later]
