@@ -197,7 +197,9 @@ class RateLimiter:
 
     def __init__(self, settings: Settings) -> None:
         limits = settings.rate_limits
-        options = {} if limits.storage_url.startswith("memory://") else dict(_REDIS_OPTIONS)
+        # memory:// counts in this process only; a Redis URL counts for every worker and host.
+        self.per_process = limits.storage_url.startswith("memory://")
+        options = {} if self.per_process else dict(_REDIS_OPTIONS)
         self._storage = storage_from_string(limits.storage_url, **options)
         # Exact under bursts: a fixed window lets 2N through across a window boundary.
         self._window = MovingWindowRateLimiter(self._storage)
@@ -265,7 +267,7 @@ def init_limiter(app: Flask, settings: Settings) -> RateLimiter:
     carries its request id."""
     limiter = RateLimiter(settings)
     app.before_request(limiter.check)
-    if settings.rate_limits.storage_url.startswith("memory://") and settings.env == "production":
+    if limiter.per_process and settings.env == "production":
         log.warning(
             "rate limits are counted per worker process",
             extra={"fields": {"hint": "set MOODTRACK_RATELIMIT_STORAGE_URL to a redis:// URL"}},
