@@ -296,7 +296,7 @@ def run_database(
         def get_script(token: str) -> Callable[[], Path]:
             def write() -> Path:
                 path = workdir / "get.lua"
-                path.write_text(GET_LUA.replace("{auth}", auth.format(token)))
+                path.write_text(GET_LUA.replace("{auth}", auth.format(token) if token else ""))
                 return path
 
             return write
@@ -334,6 +334,7 @@ def run_database(
         )
         server.start()
         results.append(measure("floor", server.port, "/insert", post_script("/insert"), args))
+        results.append(measure("read floor", server.port, "/read", get_script(""), args))
         return results
     finally:
         server.stop()
@@ -400,11 +401,18 @@ def verdicts(ceiling: dict[str, Any], r: dict[str, dict[str, Any]]) -> list[str]
             "of the ceiling",
         ),
     ]
-    return [
+    lines = [
         f"{name} is {100 * share:.1f} % {what}: {'meets' if share >= goal else 'MISSES'} "
         f"{100 * goal:.1f} %"
         for name, share, goal, what in goals
     ]
+    # Not a goal: how far the read floor itself, and GET /me against it, reach.
+    read = r["read floor"]["rps"]
+    lines.append(
+        f"(the read floor is {100 * read / ceiling['rps']:.1f} % of the ceiling; "
+        f"GET /me is {100 * r['me']['rps'] / read:.1f} % of the read floor)"
+    )
+    return lines
 
 
 LABELS = {
@@ -413,6 +421,7 @@ LABELS = {
     "post": "`POST` mood entry",
     "trends": "`GET` trends (600 entries)",
     "floor": "bare Flask `POST`: one INSERT + commit",
+    "read floor": "bare Flask `GET`: one row by primary key",
 }
 
 

@@ -1,4 +1,5 @@
-"""A reference line for bench.throughput: the bare cost of one durable write, served like the API.
+"""Reference lines for bench.throughput: the bare cost of one durable write, and of one
+indexed read, served like the API.
 
     gunicorn 'bench.write_floor:app' --workers 4 --threads 4 ...   (bench.throughput starts it)
 
@@ -8,6 +9,9 @@ INSERT one row and commit it (WAL fsync; SQLite ``synchronous=FULL``, PostgreSQL
 pragmas, BEGIN IMMEDIATE on SQLite, pre-ping on PostgreSQL) with a SQLAlchemy Core statement.
 No auth, no rate limit, no validation, no audit row, no logging: the API's write figure
 read against this one shows what the application itself costs over a durable insert.
+
+``GET /read`` is the same for a read: one row by its primary key, as an authenticated
+request's token check must read its caller, in autocommit as the API's reads run.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import os
 import uuid
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, insert, text
+from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, insert, select, text
 
 from api.db import make_engine
 
+# The row GET /read reads; inserted once, at import, if absent.
+READ_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 metadata = MetaData()
 rows = Table(
     "bench_write_floor",
@@ -30,9 +36,13 @@ rows = Table(
     Column("note", Text),
 )
 _INSERT = insert(rows)
+_READ = select(rows.c.id, rows.c.n, rows.c.note).where(rows.c.id == READ_ID)
 
 engine = make_engine(os.environ["DATABASE_URL"])
-with engine.begin() as connection:
+# Set-up's transaction takes SQLite's write lock at BEGIN (writer=True): it reads, then may
+# write, while the other workers do the same.
+setup = make_engine(os.environ["DATABASE_URL"], writer=True)
+with setup.begin() as connection:
     # Every gunicorn worker imports this module at once, and PostgreSQL's CREATE TABLE IF
     # NOT EXISTS is not safe against a concurrent one: take turns (SQLite's lock suffices).
     if engine.dialect.name == "postgresql":
@@ -46,6 +56,16 @@ with engine.begin() as connection:
             "(id CHAR(32) PRIMARY KEY, n INTEGER NOT NULL, note TEXT)"
         )
     )
+    if connection.execute(_READ).first() is None:
+        connection.execute(_INSERT, {"id": READ_ID, "n": 5, "note": None})
+setup.dispose()
+# Reads run in autocommit, as the API's do (api.db): no BEGIN or ROLLBACK round trips. On
+# SQLite, api.db's begin hook already sends no BEGIN for a GET.
+reader = (
+    engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.dialect.name == "postgresql"
+    else engine
+)
 
 app = Flask(__name__)
 
@@ -58,6 +78,14 @@ def insert_one() -> Response:
     with engine.begin() as connection:
         connection.execute(_INSERT, {"id": row_id, "n": body["mood"], "note": body.get("note")})
     return jsonify(id=str(row_id))
+
+
+@app.get("/read")
+def read_one() -> Response:
+    """The one seeded row, as JSON."""
+    with reader.connect() as connection:
+        row = connection.execute(_READ).one()
+    return jsonify(id=str(row.id), n=row.n, note=row.note)
 
 
 @app.get("/healthz")
