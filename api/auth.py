@@ -12,7 +12,7 @@ from flask import current_app, g, request
 from sqlalchemy import Row
 
 from api.audit import note_emergency, note_patients
-from api.db import get_db, settings
+from api.db import get_connection, get_db, settings
 from api.errors import ApiError, not_found, unauthorized
 from api.http import path_id
 from api.tokens import AccessClaims, TokenRejected
@@ -83,7 +83,10 @@ def authenticate_request() -> Principal:
     except TokenRejected:
         raise unauthorized() from None
     account = load_principal(
-        db=get_db(), user_id=claims.user_id, family_id=claims.family_id, jti=claims.jti
+        connection=get_connection(),
+        user_id=claims.user_id,
+        family_id=claims.family_id,
+        jti=claims.jti,
     )
     if account is None:
         raise unauthorized()

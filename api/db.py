@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import current_app, g, has_request_context, request
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -131,29 +131,68 @@ def settings() -> Any:
     return current_app.extensions["moodtrack"].settings
 
 
+def get_connection() -> Connection:
+    """This request's database connection, checked out on first use.
+
+    The token check runs its one Core query here, and a request that needs nothing more
+    (GET /me) never builds a Session: opening and closing one was a fifth of its Python
+    time. Views that use the ORM get a Session on this same connection (get_db)."""
+    if "connection" not in g:
+        bind = current_app.extensions["moodtrack"].session_factory.kw["bind"]
+        if isinstance(bind, Connection):
+            # A test's connection inside an outer transaction: used here, closed by the test.
+            g.connection, g.owns_connection = bind, False
+        else:
+            connection = bind.connect()
+            if _safe_request() and bind.dialect.name == "postgresql":
+                # A read runs each statement in its own transaction: no BEGIN and ROLLBACK
+                # round trips. It sees what it would inside one: at READ COMMITTED
+                # (PostgreSQL's default, ours) every statement takes a fresh snapshot
+                # anyway. Its access audit rows are written after the read (any missing
+                # pseudonym first, an idempotent upsert), each statement committed as it
+                # runs; "no audit row, no data" still holds (api.audit answers 503 if the
+                # INSERT fails).
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            g.connection, g.owns_connection = connection, True
+    return g.connection
+
+
 def get_db() -> Session:
-    """This request's session, opened on first use."""
+    """This request's session, opened on first use, on the request's connection."""
     if "db" not in g:
-        g.db = current_app.extensions["moodtrack"].session_factory()
-        bind = g.db.get_bind()
-        if (
-            has_request_context()
-            and request.method in SAFE_METHODS
-            and isinstance(bind, Engine)  # not a test's session inside an outer transaction
-            and bind.dialect.name == "postgresql"
-        ):
-            # A read runs each statement in its own transaction: no BEGIN and ROLLBACK round
-            # trips. It sees what it would inside one: at READ COMMITTED (PostgreSQL's
-            # default, ours) every statement takes a fresh snapshot anyway. Its access audit
-            # rows are written after the read (any missing pseudonym first, an idempotent
-            # upsert), each statement committed as it runs; "no audit row, no data" still
-            # holds (api.audit answers 503 if the INSERT fails).
-            g.db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        factory = current_app.extensions["moodtrack"].session_factory
+        connection = get_connection()
+        if not g.owns_connection:
+            # A test's session makes a savepoint in the test's outer transaction.
+            g.db = factory()
+            return g.db
+        if connection.dialect.name == "sqlite" and _safe_request() and connection.in_transaction():
+            # The token check's read ends here (it ran in autocommit: nothing to undo), so
+            # that what the session writes (an audit row) begins a transaction of its own,
+            # which takes SQLite's write lock at BEGIN (_configure_sqlite). PostgreSQL's
+            # read connection is in autocommit: each statement commits as it runs.
+            connection.rollback()
+        # The session owns the connection's transaction, including a writing request's that
+        # the token check's query began, and commits or rolls it back.
+        g.db = factory(bind=connection, join_transaction_mode="control_fully")
     return g.db
 
 
+def _safe_request() -> bool:
+    return has_request_context() and request.method in SAFE_METHODS
+
+
+def commits_are_durable() -> bool:
+    """Whether this request's commits reach the database (not a test's outer transaction)."""
+    return bool(g.get("owns_connection", False))
+
+
 def close_db(_exc: BaseException | None = None) -> None:
-    """Close the request's session (teardown); uncommitted work is rolled back."""
+    """Close the request's session and connection (teardown); uncommitted work is rolled
+    back, and the connection goes back to the pool."""
     db = g.pop("db", None)
     if db is not None:
         db.close()
+    connection = g.pop("connection", None)
+    if connection is not None and g.pop("owns_connection", False):
+        connection.close()

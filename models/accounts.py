@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -291,18 +292,18 @@ def revoke_access_token(*, db: Session, jti: str, expires_at: datetime, now: dat
 
 
 def load_principal(
-    *, db: Session, user_id: uuid.UUID, family_id: uuid.UUID, jti: str
+    *, connection: Connection, user_id: uuid.UUID, family_id: uuid.UUID, jti: str
 ) -> Row[Any] | None:
     """The profile of the active user behind an access token (``PROFILE_COLUMNS``), or None
     if anything about it is revoked.
 
     One query: user enabled, session not revoked, token not on the deny list. It runs on
-    every authenticated request, so it is a Core query on the session's connection: a
-    plain row costs a fraction of an ORM object, and most requests need only the caller's
-    id and role (views that change the account load the ``User``).
+    every authenticated request, so it is a Core query on the request's connection, with no
+    Session: a plain row costs a fraction of an ORM object, and most requests need only the
+    caller's id and role (views that change the account load the ``User``).
     """
     params = {"user_id": user_id, "family_id": family_id, "jti": jti}
-    return db.connection().execute(_principal_statement(), params).one_or_none()
+    return connection.execute(_principal_statement(), params).one_or_none()
 
 
 # What a request knows of its caller without loading the account (never the password hash).

@@ -7,7 +7,7 @@ from flask_restx import Namespace, Resource
 
 from api.auth import current_principal, require_auth
 from api.contract import Reply, operation
-from api.db import get_db
+from api.db import commits_are_durable, get_db
 from api.http import empty_response, load_body
 from models.accounts import Role
 from models.erasure import erase_patient, scrub_sqlite_files
@@ -70,6 +70,6 @@ class MyAccountErasure(Resource):
         db.commit()
         # Only once the commit is durable is there anything to scrub; a session joined to an
         # outer transaction (the test suite) has not committed, and would only wait on it.
-        if db.get_bind() is services.engine:
+        if commits_are_durable():
             scrub_sqlite_files(services.engine)
         return empty_response()
