@@ -53,7 +53,8 @@ def install_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+        # Added, not set: only this hook sends it (set() searches the list first).
+        response.headers.add("X-Request-ID", g.get("request_id", ""))
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         rule = request.url_rule.rule if request.url_rule is not None else None

@@ -33,8 +33,10 @@ STRICT = {
 
 
 def _has(response: Any, expected: dict[str, str]) -> None:
+    # Each exactly once (the hooks add them rather than set them), request id included.
     for name, value in expected.items():
-        assert response.headers.get(name) == value, (response.request.path, name)
+        assert response.headers.getlist(name) == [value], (response.request.path, name)
+    assert len(response.headers.getlist("X-Request-ID")) == 1, response.request.path
 
 
 def test_api_responses_and_errors_carry_the_strict_headers(client):
