@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 from flask import Flask, Response, g, request
 
 log = logging.getLogger("moodtrack")
@@ -28,7 +29,12 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry, separators=(",", ":"))
+        try:
+            # orjson: a fifth of json's time, and every request writes a line.
+            return orjson.dumps(entry).decode()
+        except TypeError:
+            # What orjson refuses (a lone surrogate, an unknown type), json writes escaped.
+            return json.dumps(entry, separators=(",", ":"), default=str)
 
 
 def configure_logging(level: str) -> None:
