@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -107,23 +107,38 @@ def _levels_statement(
         .cte("first_session")
     )
 
+    first_measured = select(func.min(every.c.occurred_at).label("at")).cte("first_measured")
+
     def mean(*where: ColumnElement[bool]) -> Any:
         return select(func.avg(every.c.value)).where(*where).scalar_subquery()
 
+    def only_if(condition: ColumnElement[bool], value: Any) -> Any:
+        # Both databases evaluate a subquery in a CASE only when its branch is taken: the
+        # baseline rule that does not apply costs no scan of the patient's measurements.
+        return case((condition, value))
+
     s1 = select(first_session.c.at).scalar_subquery()
-    first = select(func.min(every.c.occurred_at)).scalar_subquery()
+    first = select(first_measured.c.at).scalar_subquery()
     latest_at = select(latest.c.occurred_at).scalar_subquery()
     fortnight = int(BASELINE_WINDOW.total_seconds())
     week = int(CURRENT_WINDOW.total_seconds())
     last_before_s1 = (
         select(every.c.value).where(every.c.occurred_at < s1).order_by(*newest).limit(1)
     ).scalar_subquery()
+    treated = s1.is_not(None)
     return select(
         s1,
-        mean(every.c.occurred_at >= shifted(dialect, s1, -fortnight), every.c.occurred_at < s1),
-        last_before_s1,
-        mean(
-            every.c.occurred_at >= first, every.c.occurred_at < shifted(dialect, first, fortnight)
+        only_if(
+            treated,
+            mean(every.c.occurred_at >= shifted(dialect, s1, -fortnight), every.c.occurred_at < s1),
+        ),
+        only_if(treated, last_before_s1),
+        only_if(
+            s1.is_(None),
+            mean(
+                every.c.occurred_at >= first,
+                every.c.occurred_at < shifted(dialect, first, fortnight),
+            ),
         ),
         latest_at,
         select(latest.c.value).scalar_subquery(),
