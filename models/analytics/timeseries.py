@@ -7,7 +7,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Float, Select, func, select, type_coerce
@@ -18,7 +18,8 @@ from models.analytics.metrics import measured, range_params
 from models.sqltime import dialect_of, month_start, week_start
 
 BUCKETS = ("day", "week", "month")
-SIX_DAYS = timedelta(days=6)
+# The rolling window of day d: the days d-6 .. d.
+WINDOW_DAYS_BEFORE = 6
 
 
 @dataclass
@@ -93,15 +94,16 @@ def _series_statement(
 
 def rolling7(days: Sequence[Bucket]) -> list[RollingPoint]:
     """For each day d with data: the mean of the daily values of the days in [d-6, d]."""
-    starts = [day.start for day in days]
+    # Day numbers, not dates: comparing ints creates no date per step.
+    numbers = [day.start.toordinal() for day in days]
     means = [day.mean for day in days]
     out: list[RollingPoint] = []
     first = 0  # oldest day still inside the window of the current day
-    for i, start in enumerate(starts):
-        while starts[first] < start - SIX_DAYS:
+    for i, number in enumerate(numbers):
+        while numbers[first] < number - WINDOW_DAYS_BEFORE:
             first += 1
         # Summed afresh, not as a running total: no rounding drift over two years of days.
-        out.append(RollingPoint(start, sum(means[first : i + 1]) / (i + 1 - first)))
+        out.append(RollingPoint(days[i].start, sum(means[first : i + 1]) / (i + 1 - first)))
     return out
 
 
@@ -112,6 +114,7 @@ def slope_per_week(days: Sequence[Bucket]) -> float | None:
     xs = [b.start.toordinal() for b in days]
     ys = [b.mean for b in days]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    spread = sum((x - mean_x) ** 2 for x in xs)
-    covariance = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    dxs = [x - mean_x for x in xs]
+    spread = sum(dx * dx for dx in dxs)
+    covariance = sum(dx * (y - mean_y) for dx, y in zip(dxs, ys, strict=True))
     return 7 * covariance / spread
