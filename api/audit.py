@@ -204,11 +204,13 @@ def record_failure(status: int) -> None:
     # The error handler rolled the request back; on SQLite the row's transaction takes the
     # write lock at BEGIN, even for a refused read (api.db).
     g.audit_write = True
+    # Set before the commit: its before_commit hook would otherwise add a "success" row.
+    g.audit_written = True
     try:
         record(db=db, entries=_entries("failure" if auth_route else "denied"))
         db.commit()
-        g.audit_written = True
     except SQLAlchemyError:
+        g.audit_written = False
         db.rollback()
         log.error("audit write failed", extra={"fields": {"request_id": g.get("request_id")}})
 

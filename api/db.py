@@ -187,12 +187,28 @@ def commits_are_durable() -> bool:
     return bool(g.get("owns_connection", False))
 
 
+def rollback_request() -> None:
+    """Undo what this request began: its session's transaction, or, when no session was
+    opened, the one the token check's query began (on SQLite a writing request's BEGIN
+    IMMEDIATE: its write lock is freed now, not at teardown)."""
+    db = g.get("db")
+    if db is not None:
+        db.rollback()
+        return
+    connection = g.get("connection")
+    if connection is not None and g.get("owns_connection") and connection.in_transaction():
+        connection.rollback()
+
+
 def close_db(_exc: BaseException | None = None) -> None:
     """Close the request's session and connection (teardown); uncommitted work is rolled
     back, and the connection goes back to the pool."""
     db = g.pop("db", None)
-    if db is not None:
-        db.close()
     connection = g.pop("connection", None)
-    if connection is not None and g.pop("owns_connection", False):
-        connection.close()
+    owned = g.pop("owns_connection", False)
+    try:
+        if db is not None:
+            db.close()
+    finally:
+        if connection is not None and owned:
+            connection.close()

@@ -11,7 +11,7 @@ import traceback
 from contextlib import suppress
 from http import HTTPStatus
 
-from flask import Response, g
+from flask import Response
 from marshmallow import ValidationError
 from sqlalchemy.exc import (
     DBAPIError,
@@ -25,6 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from api.audit import record_failure
+from api.db import rollback_request
 from api.errors import ApiError, from_domain, from_validation, problem_response
 from models.errors import DomainError
 
@@ -131,11 +132,9 @@ def _log_unexpected(exc: BaseException) -> None:
 def handle_any(exc: BaseException) -> Response:
     """The single error handler, registered with Flask and flask-restx alike."""
     # Roll back whatever the failed request wrote: bad input changes nothing.
-    db = g.get("db")
-    if db is not None:
-        # A lost connection cannot roll back; the database dropped the transaction itself.
-        with suppress(SQLAlchemyError):
-            db.rollback()
+    # A lost connection cannot roll back; the database dropped the transaction itself.
+    with suppress(SQLAlchemyError):
+        rollback_request()
     error = to_api_error(exc)
     record_failure(error.status)
     return problem_response(error)

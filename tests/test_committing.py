@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import g, request_finished
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
@@ -235,3 +236,89 @@ def test_a_refused_read_writes_its_audit_row_in_a_transaction_of_its_own(app, pa
     if _dialect(app) == "sqlite":
         # Not in autocommit like the read before it: the write lock is taken at BEGIN.
         assert "BEGIN IMMEDIATE" in lines[:audit], lines
+
+
+def _outcomes_of_request(app: Any, request_id: str) -> list[tuple[str, str]]:
+    with app.extensions["moodtrack"].session_factory() as db:
+        rows = db.execute(
+            select(AuditEvent.action, AuditEvent.outcome).where(AuditEvent.request_id == request_id)
+        )
+        return sorted((action, outcome) for action, outcome in rows)
+
+
+def test_a_refused_write_is_audited_once_and_only_as_refused(app, patient):
+    client = app.test_client()
+    # A patient may not record a session's observations: 403 before any session is opened.
+    refused = client.post(
+        f"/api/v1/patients/me/sessions/{uuid.uuid4()}/observations",
+        json={},
+        headers=patient["headers"],
+    )
+    assert refused.status_code == 403
+    assert _outcomes_of_request(app, refused.headers["X-Request-ID"]) == [("create", "denied")]
+    # A logout with a token already revoked: 401, a failure and nothing else.
+    first = client.post("/api/v1/auth/logout", json={}, headers=patient["headers"])
+    assert first.status_code in (200, 204)
+    again = client.post("/api/v1/auth/logout", json={}, headers=patient["headers"])
+    assert again.status_code == 401
+    assert _outcomes_of_request(app, again.headers["X-Request-ID"]) == [("logout", "failure")]
+
+
+def test_an_error_before_any_session_ends_the_token_checks_transaction_at_once(app, patient):
+    """Refused input on a write: the transaction the token check's query began (on SQLite
+    BEGIN IMMEDIATE, the write lock) ends in the error handler, not at teardown."""
+    open_at_finish: list[bool | None] = []
+
+    def finished(_sender: Any, **_extra: Any) -> None:  # after every after_request hook
+        connection = g.get("connection")
+        open_at_finish.append(None if connection is None else connection.in_transaction())
+
+    request_finished.connect(finished, app)
+    try:
+        response = app.test_client().post(
+            "/api/v1/patients/me/mood-entries", json={"mood": "x"}, headers=patient["headers"]
+        )
+    finally:
+        request_finished.disconnect(finished, app)
+    assert response.status_code == 422
+    assert open_at_finish == [False]
+
+
+def test_a_request_checks_out_one_connection_and_returns_it(app, patient):
+    engine = app.extensions["moodtrack"].engine
+    client = app.test_client()
+    headers = patient["headers"]
+    out = {"now": 0, "most": 0}
+
+    def checkout(*_args: Any) -> None:
+        out["now"] += 1
+        out["most"] = max(out["most"], out["now"])
+
+    def checkin(*_args: Any) -> None:
+        out["now"] -= 1
+
+    requests = {
+        "GET /me": lambda: client.get("/api/v1/me", headers=headers),
+        "POST": lambda: client.post(
+            "/api/v1/patients/me/mood-entries", json=_entry(), headers=headers
+        ),
+        "POST 422": lambda: client.post(
+            "/api/v1/patients/me/mood-entries", json={"mood": "x"}, headers=headers
+        ),
+        "audited GET": lambda: client.get("/api/v1/patients/me/mood-entries", headers=headers),
+        "GET 404": lambda: client.get(
+            f"/api/v1/patients/{uuid.uuid4()}/mood-entries", headers=headers
+        ),
+        "GET 401": lambda: client.get("/api/v1/me", headers={"Authorization": "Bearer x"}),
+    }
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+    try:
+        for name, send in requests.items():
+            out["most"] = 0
+            response = send()
+            assert response.status_code < 500, name
+            assert (out["most"], out["now"]) in ((1, 0), (0, 0)), (name, out)
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)
