@@ -40,21 +40,24 @@ class MoodtrackFlask(Flask):
     Flask asks of every hook and view, on every request, whether it is a coroutine function
     (``ensure_sync``, which Flask's docs say may be overridden): inspect reads its code
     flags eight times per GET /me, 3 % of its Python time. The answer never changes, so it
-    is kept; a function Flask asks about only once (``after_this_request``) cannot make
-    the memory grow past the limit."""
+    is kept per function: a bound method by its function (flask-restx binds a new Resource
+    per request), and a function Flask asks about only once (``after_this_request``)
+    cannot make the memory grow past the limit."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._synchronous: set[Callable[..., Any]] = set()
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        known = self._synchronous.get(func)
-        if known is not None:
-            return known
-        if len(self._synchronous) >= SYNC_FUNCTIONS_LIMIT:
-            self._synchronous.clear()
-        self._synchronous[func] = synchronous = super().ensure_sync(func)
-        return synchronous
+        key = getattr(func, "__func__", func)
+        if key in self._synchronous:
+            return func
+        ready = super().ensure_sync(func)
+        if ready is func:  # synchronous: Flask calls it as it is
+            if len(self._synchronous) >= SYNC_FUNCTIONS_LIMIT:
+                self._synchronous.clear()
+            self._synchronous.add(key)
+        return ready
 
 
 @dataclass

@@ -236,3 +236,14 @@ def test_options_on_the_batch_advertises_post_only(app):
     refused = plain.get("/api/v1/patients/me/mood-entries/batch")
     _is_problem(refused, 405)
     assert {m.strip() for m in refused.headers["Allow"].split(",")} == {"POST", "OPTIONS"}
+
+
+def test_flask_keeps_what_it_learnt_of_views_and_hooks_by_function(app, client):
+    """MoodtrackFlask.ensure_sync remembers each synchronous function once: flask-restx
+    binds a new Resource to every request, and its bound methods are known by function."""
+    headers = auth(client, register_patient(client)["email"])
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+    known = set(app._synchronous)
+    for _ in range(20):
+        assert client.get("/api/v1/me", headers=headers).status_code == 200
+    assert app._synchronous == known
