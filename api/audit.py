@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from api.db import get_db
+from api.db import get_db, rollback_request
 from api.errors import ApiError, problem_response
 from models.accounts import User
 from models.audit import Entry, record
@@ -230,11 +230,11 @@ def install_audit(app: Flask) -> None:
             # Built first: the rollback below expires the loaded principal.
             entries = _entries("success")
             if db.get_bind().dialect.name == "sqlite":
-                # The read ran in autocommit (api.db); end the session's transaction so the
-                # row is written in one that takes the write lock at BEGIN: a deferred one
-                # cannot upgrade while other readers are busy. On PostgreSQL the row is
-                # written and committed by its own statements.
-                db.rollback()
+                # The read ran in autocommit (api.db); end its transaction so the row is
+                # written in one that takes the write lock at BEGIN: a deferred one cannot
+                # upgrade while other readers are busy. On PostgreSQL the row is written
+                # and committed by its own statements.
+                rollback_request()
                 g.audit_write = True
             record(db=db, entries=entries)
             db.commit()

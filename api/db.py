@@ -166,14 +166,9 @@ def get_db() -> Session:
             # A test's session makes a savepoint in the test's outer transaction.
             g.db = factory()
             return g.db
-        if connection.dialect.name == "sqlite" and _safe_request() and connection.in_transaction():
-            # The token check's read ends here (it ran in autocommit: nothing to undo), so
-            # that what the session writes (an audit row) begins a transaction of its own,
-            # which takes SQLite's write lock at BEGIN (_configure_sqlite). PostgreSQL's
-            # read connection is in autocommit: each statement commits as it runs.
-            connection.rollback()
-        # The session owns the connection's transaction, including a writing request's that
-        # the token check's query began, and commits or rolls it back.
+        # The session owns the connection's transaction, including the one the token check's
+        # query began, and commits or rolls it back. A read's audit row (api.audit) and a
+        # refusal's (after rollback_request) are written once that transaction has ended.
         g.db = factory(bind=connection, join_transaction_mode="control_fully")
     return g.db
 
@@ -188,13 +183,13 @@ def commits_are_durable() -> bool:
 
 
 def rollback_request() -> None:
-    """Undo what this request began: its session's transaction, or, when no session was
-    opened, the one the token check's query began (on SQLite a writing request's BEGIN
-    IMMEDIATE: its write lock is freed now, not at teardown)."""
+    """End what this request began: its session's transaction, and the connection's when
+    the session never took it over (the token check's query began it; on a writing request
+    on SQLite, BEGIN IMMEDIATE: its write lock is freed now, not at teardown). What is
+    written next begins a transaction of its own."""
     db = g.get("db")
     if db is not None:
         db.rollback()
-        return
     connection = g.get("connection")
     if connection is not None and g.get("owns_connection") and connection.in_transaction():
         connection.rollback()
