@@ -1,26 +1,33 @@
 """Throughput under gunicorn, measured with wrk, on PostgreSQL and on SQLite.
 
     apt-get install -y wrk                       # Debian's package
-    .venv/bin/python -m bench.throughput         # about 2 minutes
-    .venv/bin/python -m bench.throughput --workers 2 --threads 1 --databases postgresql
+    .venv/bin/python -m bench.throughput         # about 4 minutes
+    .venv/bin/python -m bench.throughput --rounds 5 --databases postgresql
 
 For each database, the API is served exactly as the Docker image serves it (gunicorn
 'api:create_app()', gthread workers, --worker-tmp-dir /dev/shm, production settings, JSON
 request log at INFO, rate limits counted in Redis) on 127.0.0.1, and wrk drives, for a fixed
-duration each after a short warm-up:
+duration each:
 
     ceiling   GET /ping of bench/ceiling.py, a bare Flask JSON endpoint, same gunicorn flags
     me        GET /api/v1/me, authenticated
     post      POST /api/v1/patients/me/mood-entries, a new id and occurred_at per request,
               spread over as many patients as connections
-    trends    GET /api/v1/patients/me/trends?metric=mood&bucket=day, 600 entries over 300 days
     floor     the post's requests to bench/write_floor.py, a bare Flask app that only
               INSERTs one row and commits it on the same database: what a durable write
               costs here before any auth, validation, audit or logging
+    trends    GET /api/v1/patients/me/trends?metric=mood&bucket=day, 600 entries over 300 days
+    read floor  GET /read of the same app: one row by primary key, what a token check reads
 
-and prints requests/s, p50 and p99 latency, CPU milliseconds per request by program (the
-app's Python, PostgreSQL, Redis) and each figure's ratio to the ceiling, then the lean-path
-goals (issue 16): GET /me at 50 % of the ceiling, POST at 60 % of the INSERT + commit floor,
+Every server runs from the start, and the measurements go in rounds (3 by default): in each,
+the ceiling, then one database's measurements, then the ceiling again before the other's.
+Each share is taken within its round and the verdicts use the median over the rounds, so
+that neither the machine's drift in speed (a quarter, minute to minute, on a shared VM) nor
+one run whose keep-alive connections all landed on one gunicorn worker decides a verdict.
+
+Each run prints requests/s, p50 and p99 latency and CPU milliseconds per request by program
+(the app's Python, PostgreSQL, Redis); then a table of medians and the lean-path goals
+(issue 16): GET /me at 50 % of the ceiling, POST at 60 % of the INSERT + commit floor,
 trends at twice the share of the ceiling they had when the goal was set. Only 127.0.0.1 is
 contacted; the databases made here are dropped at the end.
 """
@@ -38,8 +45,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import psycopg
@@ -184,21 +194,31 @@ def cpu_per_request(before: dict[str, float], after: dict[str, float], requests:
     return ", ".join(f"{n} {v * 1000 / requests:.2f}" for v, n in reversed(shown))
 
 
-def measure(
-    name: str, port: int, path: str, script: Callable[[], Path], args: argparse.Namespace
-) -> dict[str, Any]:
-    """A warm-up run, then the measured run; ``script`` writes a fresh script for each."""
+@dataclass
+class Target:
+    """One thing measured: a server's port, the path wrk requests, and the script it runs
+    (``script`` writes a fresh one for each run: a POST's ids must never repeat)."""
+
+    name: str
+    port: int
+    path: str
+    script: Callable[[], Path]
+
+
+def measure(target: Target, args: argparse.Namespace, *, warm_up: bool) -> dict[str, Any]:
+    """The measured run (after a warm-up run when ``warm_up``), printed as it ends."""
     common = {"connections": args.connections, "threads": args.wrk_threads}
-    wrk(port, path, script(), duration=args.warmup, **common)
+    if warm_up:
+        wrk(target.port, target.path, target.script(), duration=args.warmup, **common)
     before = cpu_seconds_by_program()
-    result = wrk(port, path, script(), duration=args.duration, **common)
+    result = wrk(target.port, target.path, target.script(), duration=args.duration, **common)
     result["cpu_ms"] = cpu_per_request(before, cpu_seconds_by_program(), result["requests"])
-    result["name"] = name
+    result["name"] = target.name
     print(
-        f"    {name:8} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.1f} ms"
+        f"    {target.name:10} {result['rps']:6.0f} req/s  p50 {result['p50_us'] / 1000:6.1f} ms"
         f"  p99 {result['p99_us'] / 1000:6.1f} ms  answers {result['statuses']}"
         f"  socket errors/timeouts {result['errors'] - result['status']}"
-        f"\n             CPU ms per request: {result['cpu_ms']}",
+        f"\n               CPU ms per request: {result['cpu_ms']}",
         flush=True,
     )
     return result
@@ -262,124 +282,145 @@ def seed_trend_data(client: Client, token: str) -> None:
             raise RuntimeError(f"seeding answered {status}: {data[:200]!r}")
 
 
-def run_database(
-    kind: str, args: argparse.Namespace, workdir: Path, tag: str
-) -> list[dict[str, Any]]:
+def start_database(
+    kind: str, args: argparse.Namespace, workdir: Path, tag: str, stack: ExitStack
+) -> list[Target]:
+    """The API and the floors' app serving ``kind``, set up for the measurements; what it
+    started is stopped (and a PostgreSQL database dropped) when ``stack`` closes."""
     if kind == "postgresql":
         db_name = f"moodtrack_tput_{tag}"
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'CREATE DATABASE "{db_name}"')
+        if not args.keep:
+            stack.callback(drop_database, db_name)
         url = f"postgresql://postgres@{HOST}:5432/{db_name}"
     else:
-        db_name = ""
         url = f"sqlite:///{workdir / 'throughput.db'}"
     sink = MailSink().start()
+    stack.callback(sink.stop)
     env = server_env(url, workdir, tag, args.redis_db, sink.url)
-    server = Server(free_port(), env, workdir / f"gunicorn-{kind}.log", args.workers, args.threads)
-    try:
-        subprocess.run(
-            [str(BIN / "moodtrack"), "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=120,
-            capture_output=True,
-        )
-        server.start()
-        setup = Client(server.port)
-        me_token = patient(setup, sink, f"me-{tag}@example.org")
-        trends_token = patient(setup, sink, f"trends-{tag}@example.org")
-        seed_trend_data(setup, trends_token)
-        writers = [patient(setup, sink, f"w{i}-{tag}@example.org") for i in range(args.connections)]
-        auth = 'wrk.headers["Authorization"] = "Bearer {}"'
-
-        def get_script(token: str) -> Callable[[], Path]:
-            def write() -> Path:
-                path = workdir / "get.lua"
-                path.write_text(GET_LUA.replace("{auth}", auth.format(token) if token else ""))
-                return path
-
-            return write
-
-        def post_script(target: str = PATH_POST) -> Callable[[], Path]:
-            def write() -> Path:
-                # A new nonce for every run: the measured run must not replay the warm-up's ids.
-                path = workdir / "post.lua"
-                path.write_text(
-                    POST_LUA.replace("{TOKENS}", lua_list(writers))
-                    .replace("{NONCE}", uuid.uuid4().hex[:8])
-                    .replace("{BASE}", str(int(time.time()) - 360 * 86400))
-                    .replace("{THREADS}", str(args.wrk_threads))
-                    .replace("{PATH}", target)
-                )
-                return path
-
-            return write
-
-        print(f"  {kind}: gunicorn {args.workers} workers x {args.threads} threads", flush=True)
-        results = [
-            measure("me", server.port, "/api/v1/me", get_script(me_token), args),
-            measure("post", server.port, PATH_POST, post_script(), args),
-            measure("trends", server.port, PATH_TRENDS, get_script(trends_token), args),
-        ]
-        server.stop()
-        # The same requests, bytes and all, to a bare Flask app that only inserts and commits.
-        server = Server(
-            free_port(),
-            env,
-            workdir / f"gunicorn-floor-{kind}.log",
-            args.workers,
-            args.threads,
-            target="bench.write_floor:app",
-        )
-        server.start()
-        results.append(measure("floor", server.port, "/insert", post_script("/insert"), args))
-        results.append(measure("read floor", server.port, "/read", get_script(""), args))
-        return results
-    finally:
-        server.stop()
-        sink.stop()
-        if db_name and not args.keep:
-            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-
-
-def run_ceiling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))}
-    server = Server(
-        free_port(),
-        env,
-        workdir / "gunicorn-ceiling.log",
-        args.workers,
-        args.threads,
-        target="bench.ceiling:app",
+    subprocess.run(
+        [str(BIN / "moodtrack"), "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
-    script = workdir / "ceiling.lua"
-    script.write_text(GET_LUA.replace("{auth}", ""))
-    try:
-        server.start()
-        print(f"  ceiling: gunicorn {args.workers} workers x {args.threads} threads", flush=True)
-        return measure("ceiling", server.port, "/ping", lambda: script, args)
-    finally:
-        server.stop()
+    api = start_server(env, workdir / f"gunicorn-{kind}.log", args, "api:create_app()", stack)
+    # The same requests, bytes and all, to a bare Flask app that only inserts and commits.
+    floors = start_server(
+        env, workdir / f"gunicorn-floor-{kind}.log", args, "bench.write_floor:app", stack
+    )
+    setup = Client(api.port)
+    me_token = patient(setup, sink, f"me-{tag}@example.org")
+    trends_token = patient(setup, sink, f"trends-{tag}@example.org")
+    seed_trend_data(setup, trends_token)
+    writers = [patient(setup, sink, f"w{i}-{tag}@example.org") for i in range(args.connections)]
+    auth = 'wrk.headers["Authorization"] = "Bearer {}"'
 
+    def get_script(token: str) -> Callable[[], Path]:
+        def write() -> Path:
+            path = workdir / "get.lua"
+            path.write_text(GET_LUA.replace("{auth}", auth.format(token) if token else ""))
+            return path
 
-def table(ceiling: dict[str, Any], results: dict[str, list[dict[str, Any]]]) -> str:
-    rows = [
-        "| database | endpoint | requests/s | p50 ms | p99 ms | share of ceiling | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        return write
+
+    def post_script(target: str = PATH_POST) -> Callable[[], Path]:
+        def write() -> Path:
+            # A new nonce for every run: no run may replay another's ids.
+            path = workdir / "post.lua"
+            path.write_text(
+                POST_LUA.replace("{TOKENS}", lua_list(writers))
+                .replace("{NONCE}", uuid.uuid4().hex[:8])
+                .replace("{BASE}", str(int(time.time()) - 360 * 86400))
+                .replace("{THREADS}", str(args.wrk_threads))
+                .replace("{PATH}", target)
+            )
+            return path
+
+        return write
+
+    # The order of each round: POST right beside its floor, as they are compared.
+    return [
+        Target("me", api.port, "/api/v1/me", get_script(me_token)),
+        Target("post", api.port, PATH_POST, post_script()),
+        Target("floor", floors.port, "/insert", post_script("/insert")),
+        Target("trends", api.port, PATH_TRENDS, get_script(trends_token)),
+        Target("read floor", floors.port, "/read", get_script("")),
     ]
 
-    def row(db: str, r: dict[str, Any]) -> str:
-        return (
-            f"| {db} | {LABELS[r['name']]} | {r['rps']:.0f} | {r['p50_us'] / 1000:.1f} | "
-            f"{r['p99_us'] / 1000:.1f} | {100 * r['rps'] / ceiling['rps']:.0f} % | "
-            f"{r['errors']} |"
-        )
 
-    rows.append(row("none", ceiling))
-    for db, rs in results.items():
-        rows.extend(row(db, r) for r in rs)
+def start_server(
+    env: dict[str, str], log: Path, args: argparse.Namespace, target: str, stack: ExitStack
+) -> Server:
+    server = Server(free_port(), env, log, args.workers, args.threads, target=target)
+    stack.callback(server.stop)
+    server.start()
+    return server
+
+
+def drop_database(db_name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def start_ceiling(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Target:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))}
+    server = start_server(env, workdir / "gunicorn-ceiling.log", args, "bench.ceiling:app", stack)
+    script = workdir / "ceiling.lua"
+    script.write_text(GET_LUA.replace("{auth}", ""))
+    return Target("ceiling", server.port, "/ping", lambda: script)
+
+
+# One round: per database, the ceiling and then that database's measurements.
+Round = dict[str, dict[str, dict[str, Any]]]
+
+
+def run_rounds(
+    ceiling: Target, blocks: dict[str, list[Target]], args: argparse.Namespace
+) -> list[Round]:
+    """``args.rounds`` rounds, each measuring the ceiling right before every database's
+    block. Each share is taken within its round: this machine's speed drifts by a quarter
+    from one minute to the next (other tenants), and a share of a ceiling measured minutes
+    earlier would measure the drift as much as the code."""
+    rounds: list[Round] = []
+    for number in range(1, args.rounds + 1):
+        print(f"  round {number} of {args.rounds}", flush=True)
+        this: Round = {}
+        for kind, targets in blocks.items():
+            print(
+                f"   {kind}: gunicorn {args.workers} workers x {args.threads} threads", flush=True
+            )
+            this[kind] = {
+                t.name: measure(t, args, warm_up=number == 1) for t in [ceiling, *targets]
+            }
+        rounds.append(this)
+    return rounds
+
+
+def shares(rounds: list[Round], kind: str, name: str, reference: str = "ceiling") -> list[float]:
+    """``name``'s requests/s as a share of ``reference``'s, in each round."""
+    return [r[kind][name]["rps"] / r[kind][reference]["rps"] for r in rounds]
+
+
+def table(rounds: list[Round]) -> str:
+    rows = [
+        "| database | endpoint | requests/s (median) | p50 ms | p99 ms | share of ceiling "
+        "(median) | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind in rounds[0]:
+        for name in rounds[0][kind]:
+            runs = [r[kind][name] for r in rounds]
+            rows.append(
+                f"| {kind} | {LABELS[name]} | {median(r['rps'] for r in runs):.0f} | "
+                f"{median(r['p50_us'] for r in runs) / 1000:.1f} | "
+                f"{median(r['p99_us'] for r in runs) / 1000:.1f} | "
+                f"{100 * median(shares(rounds, kind, name)):.0f} % | "
+                f"{sum(r['errors'] for r in runs)} |"
+            )
     return "\n".join(rows)
 
 
@@ -389,28 +430,30 @@ def table(ceiling: dict[str, Any], results: dict[str, list[dict[str, Any]]]) -> 
 TRENDS_WHEN_SET = 294 / 5748
 
 
-def verdicts(ceiling: dict[str, Any], r: dict[str, dict[str, Any]]) -> list[str]:
-    """Each goal, its figure in this run and whether it holds."""
+def verdicts(rounds: list[Round], kind: str) -> list[str]:
+    """Each goal, its median share over the rounds (each round's in brackets), and whether
+    the median holds."""
     goals = [
-        ("GET /me", r["me"]["rps"] / ceiling["rps"], 0.5, "of the ceiling"),
-        ("POST", r["post"]["rps"] / r["floor"]["rps"], 0.6, "of the INSERT + commit floor"),
-        (
-            "trends",
-            r["trends"]["rps"] / ceiling["rps"],
-            2 * TRENDS_WHEN_SET,
-            "of the ceiling",
-        ),
+        ("GET /me", shares(rounds, kind, "me"), 0.5, "of the ceiling"),
+        ("POST", shares(rounds, kind, "post", "floor"), 0.6, "of the INSERT + commit floor"),
+        ("trends", shares(rounds, kind, "trends"), 2 * TRENDS_WHEN_SET, "of the ceiling"),
     ]
+
+    def line(what: str, values: list[float]) -> str:
+        each = ", ".join(f"{100 * v:.1f}" for v in values)
+        return f"{100 * median(values):.1f} % {what} (rounds: {each})"
+
     lines = [
-        f"{name} is {100 * share:.1f} % {what}: {'meets' if share >= goal else 'MISSES'} "
-        f"{100 * goal:.1f} %"
-        for name, share, goal, what in goals
+        f"{name} is {line(what, values)}: "
+        f"{'meets' if median(values) >= goal else 'MISSES'} {100 * goal:.1f} %"
+        for name, values, goal, what in goals
     ]
     # Not a goal: how far the read floor itself, and GET /me against it, reach.
-    read = r["read floor"]["rps"]
     lines.append(
-        f"(the read floor is {100 * read / ceiling['rps']:.1f} % of the ceiling; "
-        f"GET /me is {100 * r['me']['rps'] / read:.1f} % of the read floor)"
+        f"(the read floor is {line('of the ceiling', shares(rounds, kind, 'read floor'))})"
+    )
+    lines.append(
+        f"(GET /me is {line('of the read floor', shares(rounds, kind, 'me', 'read floor'))})"
     )
     return lines
 
@@ -429,8 +472,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before the first")
+    parser.add_argument("--rounds", type=int, default=3, help="shares are their median")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (Dockerfile: 4)")
@@ -441,6 +485,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.connections % args.wrk_threads:
         parser.error("--connections must be a multiple of --wrk-threads")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
     if "postgresql" in kinds and not pg_ready():
         print("PostgreSQL is not running on 127.0.0.1:5432", file=sys.stderr)
@@ -458,20 +504,22 @@ def main() -> int:
     )
     print(
         f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
-        f"wrk -t{args.wrk_threads} -c{args.connections}, {args.duration:g} s each "
-        f"after {args.warmup:g} s warm-up",
+        f"wrk -t{args.wrk_threads} -c{args.connections}, {args.rounds} rounds of "
+        f"{args.duration:g} s each (a {args.warmup:g} s warm-up before the first)",
         flush=True,
     )
-    ceiling = run_ceiling(args, workdir)
-    results = {kind: run_database(kind, args, workdir, tag) for kind in kinds}
+    with ExitStack() as stack:
+        ceiling = start_ceiling(args, workdir, stack)
+        blocks = {kind: start_database(kind, args, workdir, tag, stack) for kind in kinds}
+        rounds = run_rounds(ceiling, blocks, args)
     print()
-    print(table(ceiling, results))
+    print(table(rounds))
     print()
     status = 0
-    for kind, rs in results.items():
-        for line in verdicts(ceiling, {r["name"]: r for r in rs}):
+    for kind in kinds:
+        for line in verdicts(rounds, kind):
             print(f"{kind}: {line}")
-    if any(r["errors"] for rs in results.values() for r in rs) or ceiling["errors"]:
+    if any(run["errors"] for r in rounds for block in r.values() for run in block.values()):
         print("some requests failed (see the errors column)")
         status = 1
     if args.keep:
