@@ -79,11 +79,12 @@ def _levels_statement(
     # are each named once (common table expressions) and read by every rule below: spelt
     # out in each rule instead, the statement ran to 5,800 characters that PostgreSQL took
     # three times as long to plan as to run, and psycopg converted afresh on every request.
-    # PostgreSQL materialises a CTE read more than once (one scan of the patient's rows);
-    # SQLite's materialised copy has no index, so there each rule reads the index itself.
-    every = measured(metric).select().cte("measured")
-    if dialect == "sqlite":
-        every = every.prefix_with("NOT MATERIALIZED")
+    # The measurements are NOT MATERIALIZED on both databases: inlined, each rule reads
+    # only its own window through the (patient, occurred_at) index (the first and latest
+    # value one row each, a baseline fortnight 28 rows), where a materialised copy has no
+    # index and every rule scanned all of the patient's rows. PostgreSQL ran this for 600
+    # entries in 0.20 ms instead of 1.11 ms (EXPLAIN ANALYZE, among 16 patients' entries).
+    every = measured(metric).select().cte("measured").prefix_with("NOT MATERIALIZED")
     in_range = []
     if bounded_from:
         in_range.append(every.c.local_date >= bindparam("date_from"))
