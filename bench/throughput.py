@@ -287,15 +287,7 @@ def start_database(
 ) -> list[Target]:
     """The API and the floors' app serving ``kind``, set up for the measurements; what it
     started is stopped (and a PostgreSQL database dropped) when ``stack`` closes."""
-    if kind == "postgresql":
-        db_name = f"moodtrack_tput_{tag}"
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'CREATE DATABASE "{db_name}"')
-        if not args.keep:
-            stack.callback(drop_database, db_name)
-        url = f"postgresql://postgres@{HOST}:5432/{db_name}"
-    else:
-        url = f"sqlite:///{workdir / 'throughput.db'}"
+    url = make_database(kind, args, workdir, tag, stack)
     sink = MailSink().start()
     stack.callback(sink.stop)
     env = server_env(url, workdir, tag, args.redis_db, sink.url)
@@ -323,39 +315,65 @@ def start_database(
         # every table for a few rows and sorts where an index would do.
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as database:
             database.execute("ANALYZE")
-    auth = 'wrk.headers["Authorization"] = "Bearer {}"'
 
-    def get_script(token: str) -> Callable[[], Path]:
-        def write() -> Path:
-            path = workdir / "get.lua"
-            path.write_text(GET_LUA.replace("{auth}", auth.format(token) if token else ""))
-            return path
-
-        return write
-
-    def post_script(target: str = PATH_POST) -> Callable[[], Path]:
-        def write() -> Path:
-            # A new nonce for every run: no run may replay another's ids.
-            path = workdir / "post.lua"
-            path.write_text(
-                POST_LUA.replace("{TOKENS}", lua_list(writers))
-                .replace("{NONCE}", uuid.uuid4().hex[:8])
-                .replace("{BASE}", str(int(time.time()) - 360 * 86400))
-                .replace("{THREADS}", str(args.wrk_threads))
-                .replace("{PATH}", target)
-            )
-            return path
-
-        return write
+    def post(target: str) -> Callable[[], Path]:
+        return post_script(workdir, writers, args.wrk_threads, target)
 
     # The order of each round: POST right beside its floor, as they are compared.
     return [
-        Target("me", api.port, "/api/v1/me", get_script(me_token)),
-        Target("post", api.port, PATH_POST, post_script()),
-        Target("floor", floors.port, "/insert", post_script("/insert")),
-        Target("trends", api.port, PATH_TRENDS, get_script(trends_token)),
-        Target("read floor", floors.port, "/read", get_script("")),
+        Target("me", api.port, "/api/v1/me", get_script(workdir, me_token)),
+        Target("post", api.port, PATH_POST, post(PATH_POST)),
+        Target("floor", floors.port, "/insert", post("/insert")),
+        Target("trends", api.port, PATH_TRENDS, get_script(workdir, trends_token)),
+        Target("read floor", floors.port, "/read", get_script(workdir, "")),
     ]
+
+
+def make_database(
+    kind: str, args: argparse.Namespace, workdir: Path, tag: str, stack: ExitStack
+) -> str:
+    """An empty database of ``kind`` for this run, as a URL; a PostgreSQL one is dropped
+    when ``stack`` closes (unless --keep)."""
+    if kind != "postgresql":
+        return f"sqlite:///{workdir / 'throughput.db'}"
+    db_name = f"moodtrack_tput_{tag}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{db_name}"')
+    if not args.keep:
+        stack.callback(drop_database, db_name)
+    return f"postgresql://postgres@{HOST}:5432/{db_name}"
+
+
+def get_script(workdir: Path, token: str) -> Callable[[], Path]:
+    """A GET's wrk script, with ``token`` as its bearer token (none if empty)."""
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+
+    def write() -> Path:
+        path = workdir / "get.lua"
+        path.write_text(GET_LUA.replace("{auth}", auth))
+        return path
+
+    return write
+
+
+def post_script(
+    workdir: Path, writers: list[str], wrk_threads: int, target: str
+) -> Callable[[], Path]:
+    """A POST's wrk script over ``writers``' tokens, written afresh for every run with a new
+    nonce: no run may replay another's ids."""
+
+    def write() -> Path:
+        path = workdir / "post.lua"
+        path.write_text(
+            POST_LUA.replace("{TOKENS}", lua_list(writers))
+            .replace("{NONCE}", uuid.uuid4().hex[:8])
+            .replace("{BASE}", str(int(time.time()) - 360 * 86400))
+            .replace("{THREADS}", str(wrk_threads))
+            .replace("{PATH}", target)
+        )
+        return path
+
+    return write
 
 
 def start_server(
@@ -375,9 +393,7 @@ def drop_database(db_name: str) -> None:
 def start_ceiling(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODTRACK_", "GUNICORN_"))}
     server = start_server(env, workdir / "gunicorn-ceiling.log", args, "bench.ceiling:app", stack)
-    script = workdir / "ceiling.lua"
-    script.write_text(GET_LUA.replace("{auth}", ""))
-    return Target("ceiling", server.port, "/ping", lambda: script)
+    return Target("ceiling", server.port, "/ping", get_script(workdir, ""))
 
 
 # One round: per database, the ceiling and then that database's measurements.
