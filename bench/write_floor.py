@@ -16,12 +16,29 @@ request's token check must read its caller, in autocommit as the API's reads run
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import uuid
+from datetime import UTC, datetime
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, insert, select, text
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    insert,
+    select,
+    text,
+)
 
 from api.db import make_engine
 
@@ -35,7 +52,17 @@ rows = Table(
     Column("n", Integer, nullable=False),
     Column("note", Text),
 )
+audit_rows = Table(
+    "bench_write_floor_audit",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", Uuid, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("resource_id", Uuid, nullable=False),
+)
 _INSERT = insert(rows)
+_AUDIT = insert(audit_rows)
 _READ = select(rows.c.id, rows.c.n, rows.c.note).where(rows.c.id == READ_ID)
 
 engine = make_engine(os.environ["DATABASE_URL"])
@@ -56,6 +83,17 @@ with setup.begin() as connection:
             "(id CHAR(32) PRIMARY KEY, n INTEGER NOT NULL, note TEXT)"
         )
     )
+    connection.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS bench_write_floor_audit (id UUID PRIMARY KEY, "
+            "at TIMESTAMPTZ NOT NULL, actor UUID NOT NULL, action TEXT NOT NULL, "
+            "resource_id UUID NOT NULL)"
+            if engine.dialect.name == "postgresql"
+            else "CREATE TABLE IF NOT EXISTS bench_write_floor_audit (id CHAR(32) PRIMARY KEY, "
+            "at DATETIME NOT NULL, actor CHAR(32) NOT NULL, action TEXT NOT NULL, "
+            "resource_id CHAR(32) NOT NULL)"
+        )
+    )
     if connection.execute(_READ).first() is None:
         connection.execute(_INSERT, {"id": READ_ID, "n": 5, "note": None})
 setup.dispose()
@@ -67,6 +105,24 @@ reader = (
     else engine
 )
 
+# The API's write limit, counted as the API counts it (bench.throughput sets a limit its
+# load never reaches, in Redis).
+_window = MovingWindowRateLimiter(
+    storage_from_string(
+        os.environ.get("MOODTRACK_RATELIMIT_STORAGE_URL", "memory://"),
+        **(
+            {"socket_connect_timeout": 1, "socket_timeout": 1}
+            if os.environ.get("MOODTRACK_RATELIMIT_STORAGE_URL", "").startswith("redis")
+            else {}
+        ),
+    )
+)
+_WRITE_LIMIT = parse(os.environ.get("MOODTRACK_RATELIMIT_WRITES_PER_USER", "100000000/minute"))
+request_log = logging.getLogger("bench.write_floor")
+request_log.addHandler(logging.StreamHandler())
+request_log.setLevel(logging.INFO)
+request_log.propagate = False
+
 app = Flask(__name__)
 
 
@@ -77,6 +133,23 @@ def insert_one() -> Response:
     row_id = uuid.uuid4()
     with engine.begin() as connection:
         connection.execute(_INSERT, {"id": row_id, "n": body["mood"], "note": body.get("note")})
+    return jsonify(id=str(row_id))
+
+
+@app.post("/insert-with-fixed-work")
+def insert_with_fixed_work() -> Response:
+    """/insert, plus what no authenticated write gives up: rate limit, caller, audit, log."""
+    body = json.loads(request.get_data())
+    caller_key = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
+    if not _window.hit(_WRITE_LIMIT, "floor", caller_key, "writes-user"):
+        return jsonify(status=429), 429
+    row_id = uuid.uuid4()
+    with engine.begin() as connection:
+        caller = connection.execute(_READ).one()
+        connection.execute(_INSERT, {"id": row_id, "n": body["mood"], "note": body.get("note")})
+        audit = {"id": uuid.uuid4(), "at": datetime.now(UTC), "actor": caller.id}
+        connection.execute(_AUDIT, {**audit, "action": "create", "resource_id": row_id})
+    request_log.info(json.dumps({"method": "POST", "path": request.path, "status": 201}))
     return jsonify(id=str(row_id))
 
 
