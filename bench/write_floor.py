@@ -106,20 +106,17 @@ reader = (
 )
 
 # The API's write limit, counted as the API counts it (bench.throughput sets a limit its
-# load never reaches, in Redis).
+# load never reaches, in Redis), with the API's Redis timeouts.
+_LIMITS_URL = os.environ.get("MOODTRACK_RATELIMIT_STORAGE_URL", "memory://")
+_REDIS_TIMEOUTS = {"socket_connect_timeout": 1, "socket_timeout": 1}
 _window = MovingWindowRateLimiter(
-    storage_from_string(
-        os.environ.get("MOODTRACK_RATELIMIT_STORAGE_URL", "memory://"),
-        **(
-            {"socket_connect_timeout": 1, "socket_timeout": 1}
-            if os.environ.get("MOODTRACK_RATELIMIT_STORAGE_URL", "").startswith("redis")
-            else {}
-        ),
-    )
+    storage_from_string(_LIMITS_URL, **({} if _LIMITS_URL == "memory://" else _REDIS_TIMEOUTS))
 )
 _WRITE_LIMIT = parse(os.environ.get("MOODTRACK_RATELIMIT_WRITES_PER_USER", "100000000/minute"))
+# One JSON line per write on standard error, as the API's request log writes under gunicorn.
 request_log = logging.getLogger("bench.write_floor")
-request_log.addHandler(logging.StreamHandler())
+if not request_log.handlers:  # imported again (tests): one handler still
+    request_log.addHandler(logging.StreamHandler())
 request_log.setLevel(logging.INFO)
 request_log.propagate = False
 
