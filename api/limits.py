@@ -49,7 +49,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Sign-up and login are counted by address and account instead: there is no user yet.
 _NOT_PER_USER = frozenset({LOGIN, REGISTER, REGISTER_CONFIRM, STAFF_ACCEPT, VERIFY})
 # A Redis that hangs must not hang requests: give up quickly and let the request through.
-_REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 
 def client_address() -> str:
@@ -199,7 +199,7 @@ class RateLimiter:
         limits = settings.rate_limits
         # memory:// counts in this process only; a Redis URL counts for every worker and host.
         self.per_process = limits.storage_url.startswith("memory://")
-        options = {} if self.per_process else dict(_REDIS_OPTIONS)
+        options = {} if self.per_process else dict(REDIS_OPTIONS)
         self._storage = storage_from_string(limits.storage_url, **options)
         # Exact under bursts: a fixed window lets 2N through across a window boundary.
         self._window = MovingWindowRateLimiter(self._storage)

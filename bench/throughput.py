@@ -1,7 +1,7 @@
 """Throughput under gunicorn, measured with wrk, on PostgreSQL and on SQLite.
 
     apt-get install -y wrk                       # Debian's package
-    .venv/bin/python -m bench.throughput         # about 4 minutes
+    .venv/bin/python -m bench.throughput         # about 5 minutes
     .venv/bin/python -m bench.throughput --rounds 5 --databases postgresql
 
 For each database, the API is served exactly as the Docker image serves it (gunicorn
@@ -305,7 +305,7 @@ def start_database(
         capture_output=True,
     )
     api = start_server(env, workdir / f"gunicorn-{kind}.log", args, "api:create_app()", stack)
-    # The same requests, bytes and all, to a bare Flask app that only inserts and commits.
+    # The same requests, bytes and all, to a bare Flask app: the floors (bench/write_floor.py).
     floors = start_server(
         env, workdir / f"gunicorn-floor-{kind}.log", args, "bench.write_floor:app", stack
     )

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 
 from api.db import make_engine
+from api.limits import REDIS_OPTIONS
 
 # The row GET /read reads; inserted once, at import, if absent.
 READ_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -108,9 +109,8 @@ reader = (
 # The API's write limit, counted as the API counts it (bench.throughput sets a limit its
 # load never reaches, in Redis), with the API's Redis timeouts.
 _LIMITS_URL = os.environ.get("MOODTRACK_RATELIMIT_STORAGE_URL", "memory://")
-_REDIS_TIMEOUTS = {"socket_connect_timeout": 1, "socket_timeout": 1}
 _window = MovingWindowRateLimiter(
-    storage_from_string(_LIMITS_URL, **({} if _LIMITS_URL == "memory://" else _REDIS_TIMEOUTS))
+    storage_from_string(_LIMITS_URL, **({} if _LIMITS_URL == "memory://" else REDIS_OPTIONS))
 )
 _WRITE_LIMIT = parse(os.environ.get("MOODTRACK_RATELIMIT_WRITES_PER_USER", "100000000/minute"))
 # One JSON line per write on standard error, as the API's request log writes under gunicorn.
